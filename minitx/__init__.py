@@ -1,0 +1,27 @@
+"""minitx: a from-scratch transformer in NumPy for learning how position is encoded.
+
+The public names most lessons need are importable from here: ``attend``,
+``attention_weights``, ``ModelConfig``, ``TransformerLM``, ``generate`` and the ``positions``
+subpackage (``Sinusoidal``, ``RoPE``, ``SelfExtend``).
+"""
+
+from . import positions
+from .attention import attend, attention_weights
+from .config import ModelConfig
+from .generate import generate
+from .model import TransformerLM
+from .positions import RoPE, SelfExtend, Sinusoidal
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ModelConfig",
+    "RoPE",
+    "SelfExtend",
+    "Sinusoidal",
+    "TransformerLM",
+    "attend",
+    "attention_weights",
+    "generate",
+    "positions",
+]

@@ -1,0 +1,155 @@
+"""Public attention functions: validate in Python, apply the position encoding, dispatch.
+
+``attend`` and ``attention_weights`` take un-rotated q, k, v of shape (B, NH, T, hs) and an
+optional rotary position encoding (RoPE or Self-Extend). Absolute encodings (sinusoidal) act
+at the model's input, so passing one here is rejected rather than silently ignored.
+
+``forward`` and ``backward`` are the lower-level pair the model uses: they take already
+rotated copies and a query offset, so the same code serves training, evaluation and decoding
+against a KV cache.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import check_float_array
+from ..positions.base import PositionEncoding
+from . import reference
+
+BACKENDS = ("numpy", "numba")
+
+
+def _check_backend(backend) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"backend must be one of {BACKENDS}, got {backend!r}. "
+            "'numpy' is the readable reference, 'numba' the compiled loops."
+        )
+    return backend
+
+
+def _check_qkv(q, k, v=None):
+    """Validate shapes and dtypes of (B, NH, Tq, hs) q and (B, NH, Tk, hs) k, v."""
+    q = check_float_array("q", q, ndim=4)
+    k = check_float_array("k", k, ndim=4)
+    if v is not None:
+        v = check_float_array("v", v, ndim=4)
+    arrays = {"q": q, "k": k} if v is None else {"q": q, "k": k, "v": v}
+    dtypes = {name: a.dtype for name, a in arrays.items()}
+    if len(set(dtypes.values())) > 1:
+        raise TypeError(
+            f"q, k and v must share one dtype, got {dtypes}. Cast them all to float32 or float64."
+        )
+    if q.shape[:2] != k.shape[:2] or q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"q and k must agree on (B, NH, _, hs), got q {q.shape} and k {k.shape}. "
+            "Both are laid out (B, NH, T, hs)."
+        )
+    if v is not None and v.shape != k.shape:
+        raise ValueError(f"v must have the shape of k, got v {v.shape} and k {k.shape}.")
+    if q.shape[2] > k.shape[2]:
+        raise ValueError(
+            f"q has T={q.shape[2]} rows but k has only T={k.shape[2]}. q may be shorter than k "
+            "(its rows are then the last positions, as in decoding), never longer."
+        )
+    for name, a in arrays.items():
+        if 0 in a.shape:
+            raise ValueError(f"{name} has an empty dimension, shape {a.shape}.")
+    return q, k, v
+
+
+def _check_position(position, causal):
+    if position is None:
+        return None
+    if not isinstance(position, PositionEncoding):
+        raise TypeError(
+            f"position must be None or a minitx.positions encoding (RoPE, SelfExtend), "
+            f"got {type(position).__name__}."
+        )
+    if position.kind != "rotary":
+        raise ValueError(
+            f"{type(position).__name__} is an absolute encoding: it is added to the token "
+            "embeddings at the model's input and has no effect inside attention. Pass "
+            "position=None here, or use it as ModelConfig(position='sinusoidal')."
+        )
+    if position.window is not None and not causal:
+        raise ValueError(
+            f"{type(position).__name__} is defined for causal attention only, got causal=False."
+        )
+    return position
+
+
+def _rotate(q, k, position):
+    """Return (q_near, k_near, q_far, k_far, window, q_start) for the core functions."""
+    Tq, Tk = q.shape[2], k.shape[2]
+    q_start = Tk - Tq
+    if position is None:
+        return q, k, None, None, None, q_start
+    if q.shape[-1] != position.head_dim:
+        raise ValueError(
+            f"q and k have hs={q.shape[-1]}, but the position encoding was built for "
+            f"head_dim={position.head_dim}. Build it with head_dim={q.shape[-1]}."
+        )
+    q_near, q_far = position.rotate_queries(q, np.arange(q_start, Tk))
+    k_near, k_far = position.rotate_keys(k, np.arange(Tk))
+    return q_near, k_near, q_far, k_far, position.window, q_start
+
+
+def forward(q, k, v, q_far=None, k_far=None, window=None, causal=True, q_start=0, backend="numba"):
+    """Return (out, lse) for already rotated inputs; see ``reference.attention_forward``."""
+    if backend == "numpy":
+        return reference.attention_forward(q, k, v, q_far, k_far, window, causal, q_start)
+
+    from . import kernels  # imported here so that backend="numpy" never compiles anything
+
+    B, NH, Tq, hs = q.shape
+    Tk = k.shape[2]
+    flat = lambda a, T: np.ascontiguousarray(a).reshape(B * NH, T, hs)  # (B, NH, T, hs) -> (BH, T, hs)
+    q3, k3, v3 = flat(q, Tq), flat(k, Tk), flat(v, Tk)
+    if window is None:
+        q_far3, k_far3, window_arg = q3, k3, -1
+    else:
+        q_far3, k_far3, window_arg = flat(q_far, Tq), flat(k_far, Tk), int(window)
+    out = np.empty_like(q3)
+    lse = np.empty((B * NH, Tq), dtype=q.dtype)
+    kernels.attention_forward_rows(q3, k3, v3, q_far3, k_far3, window_arg, bool(causal), int(q_start), out, lse)
+    return out.reshape(B, NH, Tq, hs), lse.reshape(B, NH, Tq)
+
+
+def backward(dout, q, k, v, out, lse, q_far=None, k_far=None, window=None, causal=True, q_start=0):
+    """Return (dq, dk, dv, dq_far, dk_far); see ``reference.attention_backward``."""
+    # TODO: a compiled backward that never materialises the (Tq, Tk) matrix.
+    return reference.attention_backward(dout, q, k, v, out, lse, q_far, k_far, window, causal, q_start)
+
+
+def attend(q, k, v, position=None, causal=True, backend="numba"):
+    """Return softmax(q k^T / sqrt(hs)) v, shape (B, NH, Tq, hs), with positions applied.
+
+    q is (B, NH, Tq, hs); k and v are (B, NH, Tk, hs) with Tq <= Tk. When Tq < Tk the query
+    rows are the last Tq positions, as when decoding against a cache. float32 and float64 are
+    supported; the output has the input's dtype. ``position`` is None, a RoPE or a SelfExtend.
+    """
+    _check_backend(backend)
+    q, k, v = _check_qkv(q, k, v)
+    position = _check_position(position, causal)
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal must be True or False, got {causal!r}.")
+    q_near, k_near, q_far, k_far, window, q_start = _rotate(q, k, position)
+    if not causal:
+        q_start = 0
+    out, _ = forward(q_near, k_near, v, q_far, k_far, window, causal, q_start, backend=backend)
+    return out
+
+
+def attention_weights(q, k, position=None, causal=True):
+    """Return the (B, NH, Tq, Tk) attention probabilities; masked entries are exactly 0."""
+    q, k, _ = _check_qkv(q, k)
+    position = _check_position(position, causal)
+    q_near, k_near, q_far, k_far, window, q_start = _rotate(q, k, position)
+    if not causal:
+        q_start = 0
+    return reference.attention_probs(q_near, k_near, q_far, k_far, window, causal, q_start)
+
+
+__all__ = ["BACKENDS", "attend", "attention_weights", "backward", "forward"]

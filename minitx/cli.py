@@ -1,0 +1,231 @@
+"""Command-line front end: ``minitx train | generate | eval perplexity | demo``.
+
+Errors in the user's input (a bad flag value, a missing file, a damaged checkpoint) are
+printed as one line starting with "error:" and exit with status 2; they are not tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .checkpoint import CheckpointError, atomic_write
+
+log = logging.getLogger("minitx")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 128,256,512, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+    return values
+
+
+def _load_corpus(data):
+    from .data import load_default_corpus, load_text
+
+    return load_text(data) if data else load_default_corpus()
+
+
+def _apply_position(model, args):
+    """Return ``model`` switched to the encoding asked for with --position, if any."""
+    from .positions import RoPE, SelfExtend
+
+    if args.position in (None, model.config.position):
+        if args.position != "self-extend":
+            return model
+    c = model.config
+    if args.position == "self-extend":
+        return model.with_position(SelfExtend(c.head_dim, args.group_size, args.window, base=c.base, pairing=c.pairing))
+    if args.position == "rope":
+        return model.with_position(RoPE(c.head_dim, base=c.base, pairing=c.pairing))
+    raise ValueError(f"A model trained with position={c.position!r} cannot be evaluated as {args.position!r}.")
+
+
+def cmd_train(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .config import ModelConfig
+    from .data import build_tokenizer, split_train_val
+    from .model import TransformerLM
+    from .train import TrainConfig, train
+
+    text = _load_corpus(args.data)
+    out = Path(args.out)
+    checkpoint = out / "model.npz"
+    train_config = TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, min_learning_rate=args.min_lr,
+        warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
+        eval_interval=args.eval_interval, checkpoint_interval=args.checkpoint_interval, seed=args.seed,
+    )
+    resume = None
+    if args.resume:
+        model, tokenizer, optimizer_state, meta = load_checkpoint(checkpoint)
+        resume = {"optimizer_state": optimizer_state, "meta": meta}
+        print(f"Resuming {checkpoint} from step {meta['step']}.")
+    else:
+        tokenizer = build_tokenizer(args.tokenizer, text)
+        config = ModelConfig(tokenizer.vocab_size, args.context_length, n_layer=args.n_layer, n_head=args.n_head,
+                             n_embd=args.n_embd, position=args.position, norm=args.norm)
+        model = TransformerLM(config, seed=args.seed)
+    train_ids, val_ids = split_train_val(tokenizer.encode(text))
+    print(f"{model.n_params:,} parameters; {len(train_ids):,} training and {len(val_ids):,} validation tokens.")
+    history = train(model, train_ids, val_ids, train_config, tokenizer=tokenizer, checkpoint_path=checkpoint,
+                    resume=resume, progress=not args.no_progress)
+    if history["val_loss"]:
+        print(f"Validation loss {history['val_loss'][-1]:.4f} nats after {train_config.steps} steps.")
+    print(f"Wrote {checkpoint}.")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .generate import generate
+
+    model, tokenizer, _, _ = load_checkpoint(args.checkpoint)
+    model = _apply_position(model, args)
+    prompt = tokenizer.encode(args.prompt)
+    if prompt.size == 0:
+        raise ValueError("--prompt is empty. Give at least one character to continue.")
+    tokens = generate(model, prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                      seed=args.seed, extrapolate=args.extrapolate)
+    print(args.prompt + tokenizer.decode(tokens[len(prompt):]))
+    return 0
+
+
+def cmd_eval_perplexity(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .data import split_train_val
+    from .plotting import plot_perplexity_by_length, save_figure
+    from .tasks import perplexity_by_length
+
+    model, tokenizer, _, meta = load_checkpoint(args.checkpoint)
+    model = _apply_position(model, args)
+    _, val_ids = split_train_val(tokenizer.encode(_load_corpus(args.data)))
+    L = model.config.context_length
+    lengths = args.lengths or [L, 2 * L, 4 * L, 8 * L]
+    results = perplexity_by_length(model, val_ids, lengths, args.max_tokens, progress=not args.no_progress)
+
+    name = model.config.position
+    print(f"Validation perplexity of {args.checkpoint} ({name}, trained at {L}):")
+    for N, value in results.items():
+        print(f"  {N:>7} tokens ({N / L:.2g}x L): {value:.3f}")
+    if args.out:
+        out = Path(args.out)
+        payload = {"checkpoint": str(args.checkpoint), "position": dataclasses.asdict(model.config),
+                   "perplexity": {str(n): p for n, p in results.items()}}
+        atomic_write(out / "perplexity.json", lambda f: f.write(json.dumps(payload, indent=2).encode()))
+        save_figure(plot_perplexity_by_length({name: results}, L), out / "perplexity_by_length.png")
+        print(f"Wrote {out / 'perplexity.json'} and {out / 'perplexity_by_length.png'}.")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import DemoSettings, run_demo
+
+    settings = DemoSettings.quick() if args.quick else DemoSettings()
+    if args.steps is not None:
+        settings = dataclasses.replace(settings, steps=args.steps)
+    if args.group_size is not None:
+        settings = dataclasses.replace(settings, group_size=args.group_size)
+    if args.window is not None:
+        settings = dataclasses.replace(settings, window=args.window)
+    run_demo(args.out, settings, progress=not args.no_progress)
+    return 0
+
+
+def _add_position_flags(parser):
+    parser.add_argument("--position", choices=("rope", "self-extend"), default=None,
+                        help="run a RoPE-trained model as plain RoPE or with Self-Extend (default: as trained)")
+    parser.add_argument("--group-size", type=int, default=8, help="Self-Extend group size G (default: 8)")
+    parser.add_argument("--window", type=int, default=32, help="Self-Extend neighbour window W, in tokens (default: 32)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minitx", description="Train and probe small transformers with different position encodings.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages to stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="train RoPE and sinusoidal models, compare them past the training length",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    demo.add_argument("--out", default="minitx-demo", help="output folder for checkpoints, results.json and the plot")
+    demo.add_argument("--quick", action="store_true", help="a seconds-long run with a tiny model (for tests)")
+    demo.add_argument("--steps", type=int, default=None, help="training steps per model (default: 800, or 30 with --quick)")
+    demo.add_argument("--group-size", type=int, default=None, help="Self-Extend group size G (default: 16, or 4 with --quick)")
+    demo.add_argument("--window", type=int, default=None, help="Self-Extend window W in tokens (default: 32, or 8 with --quick)")
+    demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    demo.set_defaults(run=cmd_demo)
+
+    tr = commands.add_parser("train", help="train a model and write OUT/model.npz",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    tr.add_argument("--data", default=None, help="UTF-8 text file (default: the CPython language reference topics)")
+    tr.add_argument("--tokenizer", choices=("char", "byte"), default="char", help="one id per character, or per UTF-8 byte")
+    tr.add_argument("--out", default="minitx-run", help="output folder")
+    tr.add_argument("--resume", action="store_true", help="continue training from OUT/model.npz")
+    tr.add_argument("--position", choices=("rope", "sinusoidal"), default="rope", help="position encoding to train with")
+    tr.add_argument("--context-length", type=int, default=128, help="training length L, in tokens")
+    tr.add_argument("--n-layer", type=int, default=3, help="number of transformer blocks")
+    tr.add_argument("--n-head", type=int, default=4, help="attention heads per block")
+    tr.add_argument("--n-embd", type=int, default=96, help="embedding width C")
+    tr.add_argument("--norm", choices=("layernorm", "rmsnorm"), default="layernorm", help="normalisation layer")
+    tr.add_argument("--steps", type=int, default=800, help="optimiser steps")
+    tr.add_argument("--batch-size", type=int, default=16, help="sequences per step")
+    tr.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    tr.add_argument("--min-lr", type=float, default=3e-4, help="learning rate at the end of the cosine decay")
+    tr.add_argument("--warmup-steps", type=int, default=50, help="steps of linear warmup")
+    tr.add_argument("--weight-decay", type=float, default=0.1, help="AdamW decoupled weight decay")
+    tr.add_argument("--grad-clip", type=float, default=1.0, help="maximum global gradient L2 norm (0: no clipping)")
+    tr.add_argument("--eval-interval", type=int, default=100, help="steps between validation losses")
+    tr.add_argument("--checkpoint-interval", type=int, default=200, help="steps between checkpoints (0: only at the end)")
+    tr.add_argument("--seed", type=int, default=0, help="seed for the weights and the batches")
+    tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    tr.set_defaults(run=cmd_train)
+
+    gen = commands.add_parser("generate", help="continue a prompt with a trained model",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    gen.add_argument("--checkpoint", required=True, help="a .npz file written by minitx train or minitx demo")
+    gen.add_argument("--prompt", required=True, help="text to continue")
+    gen.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate")
+    gen.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0: greedy)")
+    gen.add_argument("--top-k", type=int, default=None, help="sample only from the k most likely tokens")
+    gen.add_argument("--seed", type=int, default=None, help="seed for sampling")
+    gen.add_argument("--extrapolate", action="store_true", help="allow lengths past what the position encoding supports")
+    _add_position_flags(gen)
+    gen.set_defaults(run=cmd_generate)
+
+    ev = commands.add_parser("eval", help="evaluate a trained model")
+    tasks = ev.add_subparsers(dest="task", required=True)
+    ppl = tasks.add_parser("perplexity", help="validation perplexity at several input lengths",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ppl.add_argument("--checkpoint", required=True, help="a .npz file written by minitx train or minitx demo")
+    ppl.add_argument("--data", default=None, help="the UTF-8 text the model was trained on (default: the CPython topics)")
+    ppl.add_argument("--lengths", type=_int_list, default=None, help="comma-separated input lengths in tokens (default: 1x,2x,4x,8x L)")
+    ppl.add_argument("--max-tokens", type=int, default=8192, help="held-out tokens scored per length")
+    ppl.add_argument("--out", default=None, help="folder for perplexity.json and the plot (default: print only)")
+    ppl.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_position_flags(ppl)
+    ppl.set_defaults(run=cmd_eval_perplexity)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except (ValueError, TypeError, FileNotFoundError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Bad input is rejected in Python, before any compiled code, with a message naming the fix."""
+
+import numpy as np
+import pytest
+
+import minitx
+from minitx import ModelConfig, TransformerLM, attend, attention_weights, generate
+from minitx.positions import RoPE, SelfExtend, Sinusoidal
+
+
+def good(rng, shape=(2, 3, 7, 8), dtype=np.float64):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda q: (q[0], q, q), ValueError, "must have 4 dimensions"),
+        (lambda q: (q, q[:, :2], q[:, :2]), ValueError, r"q and k must agree on \(B, NH, _, hs\)"),
+        (lambda q: (q, q, q[..., :4]), ValueError, "v must have the shape of k"),
+        (lambda q: (q, q[:, :, :3], q[:, :, :3]), ValueError, "never longer"),
+        (lambda q: (q.astype(np.int64), q, q), TypeError, "dtype int64.*astype"),
+        (lambda q: (q, q.astype(np.float32), q), TypeError, "share one dtype"),
+        (lambda q: (q.tolist(), q, q), TypeError, "must be a NumPy array"),
+        (lambda q: (np.where(q > 1, np.nan, q), q, q), ValueError, "non-finite"),
+        (lambda q: (q, np.where(q > 1, np.inf, q), q), ValueError, "non-finite"),
+    ],
+)
+def test_attend_rejects_bad_arrays(rng, make, error, message):
+    q, k, v = make(good(rng))
+    for backend in ("numpy", "numba"):
+        with pytest.raises(error, match=message):
+            attend(q, k, v, backend=backend)
+
+
+def test_attend_rejects_unknown_backend(rng):
+    q = good(rng)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        attend(q, q, q, backend="torch")
+
+
+def test_attend_rejects_sinusoidal_with_fix(rng):
+    q = good(rng)
+    with pytest.raises(ValueError, match="absolute encoding.*position=None"):
+        attend(q, q, q, Sinusoidal(8))
+
+
+def test_attend_rejects_wrong_head_dim(rng):
+    q = good(rng)
+    with pytest.raises(ValueError, match="head_dim=6"):
+        attend(q, q, q, RoPE(6))
+
+
+def test_attend_rejects_non_position_object(rng):
+    q = good(rng)
+    with pytest.raises(TypeError, match="position must be None or"):
+        attend(q, q, q, position="rope")
+
+
+def test_self_extend_rejects_non_causal(rng):
+    q = good(rng)
+    with pytest.raises(ValueError, match="causal attention only"):
+        attention_weights(q, q, SelfExtend(8, 2, 4), causal=False)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: RoPE(7), "head_dim must be even"),
+        (lambda: RoPE(8, pairing="adjacent"), "pairing must be one of"),
+        (lambda: RoPE(8, base=0), "base must be a finite number > 0"),
+        (lambda: SelfExtend(8, group_size=0, window=4), "group_size must be >= 1"),
+        (lambda: SelfExtend(8, group_size=2, window=0), "window must be >= 1"),
+        (lambda: SelfExtend(8, group_size=2.5, window=4), "group_size must be an integer"),
+        (lambda: SelfExtend(9, group_size=2, window=4), "head_dim must be even"),
+        (lambda: Sinusoidal(0), "dim must be >= 1"),
+    ],
+)
+def test_position_constructors_reject_bad_settings(build, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        build()
+
+
+def test_rope_rejects_float_positions(rng):
+    with pytest.raises(TypeError, match="integer token positions"):
+        RoPE(8).rotate(good(rng, (7, 8)), np.arange(7) * 1.0)
+
+
+def test_rope_rejects_wrong_number_of_positions(rng):
+    with pytest.raises(ValueError, match="one position per token"):
+        RoPE(8).rotate(good(rng, (7, 8)), np.arange(6))
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"position": "alibi"}, "Unknown position encoding 'alibi'. Valid names are sinusoidal, rope, self-extend"),
+        ({"n_embd": 10, "n_head": 3}, "not divisible by n_head=3"),
+        ({"n_embd": 6, "n_head": 2}, "head_dim must be even"),
+        ({"context_length": 0}, "context_length must be >= 1"),
+        ({"dtype": "float16"}, "dtype must be one of"),
+        ({"norm": "batchnorm"}, "norm must be one of"),
+    ],
+)
+def test_model_config_rejects_bad_settings(fields, message):
+    base = dict(vocab_size=5, context_length=8, n_layer=1, n_head=2, n_embd=8)
+    with pytest.raises((ValueError, TypeError), match=message):
+        ModelConfig(**{**base, **fields})
+
+
+def test_model_rejects_bad_tokens():
+    model = TransformerLM(ModelConfig(vocab_size=5, context_length=8, n_layer=1, n_head=2, n_embd=8))
+    with pytest.raises(ValueError, match=r"token ids in \[0, 9\].*0..4"):
+        model(np.array([[0, 9]]))
+    with pytest.raises(TypeError, match="integer token ids"):
+        model(np.array([[0.0, 1.0]]))
+    with pytest.raises(ValueError, match=r"shape \(B, T\).*tokens\[None, :\]"):
+        model(np.array([0, 1]))
+
+
+def test_generate_rejects_bad_settings():
+    model = TransformerLM(ModelConfig(vocab_size=5, context_length=8, n_layer=1, n_head=2, n_embd=8))
+    with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
+        generate(model, np.array([1]), 3, temperature=-1)
+    with pytest.raises(ValueError, match="top_k must be >= 1"):
+        generate(model, np.array([1]), 3, top_k=0)
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 0"):
+        generate(model, np.array([1]), -2)
+
+
+def test_no_nan_from_extreme_but_finite_scores(rng):
+    q = good(rng) * 1e3
+    for backend in ("numpy", "numba"):
+        out = attend(q, q, q, RoPE(8), backend=backend)
+        assert np.isfinite(out).all()
+
+
+def test_public_names_exist():
+    for name in ("attend", "attention_weights", "ModelConfig", "TransformerLM", "generate", "positions"):
+        assert hasattr(minitx, name), name

@@ -1,0 +1,89 @@
+"""The command line: the quick demo end to end, and each subcommand on a tiny model."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minitx.cli import build_parser, main
+
+
+@pytest.fixture(scope="module")
+def demo_output(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--quick", "--no-progress", "--out", str(out)]) == 0
+    return out
+
+
+def test_quick_demo_writes_results(demo_output):
+    results = json.loads((demo_output / "results.json").read_text())
+    assert set(results["perplexity"]) == {"sinusoidal", "rope", "rope + self-extend"}
+    L = results["trained_length"]
+    assert results["lengths"] == [L, 2 * L, 4 * L, 8 * L]
+    for by_length in results["perplexity"].values():
+        values = [by_length[str(n)] for n in results["lengths"]]
+        assert all(np.isfinite(values)) and min(values) > 1
+    assert (demo_output / "perplexity_by_length.png").stat().st_size > 10_000
+    assert (demo_output / "rope.npz").is_file() and (demo_output / "sinusoidal.npz").is_file()
+    assert not list(demo_output.glob(".*")), "temporary files were left behind"
+
+
+def test_quick_demo_prints_table(capsys, tmp_path):
+    main(["demo", "--quick", "--no-progress", "--out", str(tmp_path), "--steps", "5"])
+    printed = capsys.readouterr().out
+    assert "rope + self-extend" in printed
+    assert "(8x L)" in printed
+    assert "continuation" in printed
+
+
+def test_train_then_generate_and_eval(tmp_path, capsys):
+    data = tmp_path / "tiny.txt"
+    data.write_text("the quick brown fox jumps over the lazy dog. " * 60, encoding="utf-8")
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(out), "--context-length", "16", "--n-layer", "1",
+            "--n-head", "2", "--n-embd", "16", "--steps", "6", "--eval-interval", "3", "--batch-size", "4",
+            "--checkpoint-interval", "3", "--no-progress"]
+    assert main(args) == 0
+    assert (out / "model.npz").is_file()
+    assert main(args[:-1] + ["--steps", "9", "--resume", "--no-progress"]) == 0
+    assert "Resuming" in capsys.readouterr().out
+
+    checkpoint = str(out / "model.npz")
+    assert main(["generate", "--checkpoint", checkpoint, "--prompt", "the quick", "--max-new-tokens", "5",
+                 "--temperature", "0"]) == 0
+    assert capsys.readouterr().out.startswith("the quick")
+    assert main(["eval", "perplexity", "--checkpoint", checkpoint, "--data", str(data), "--lengths", "16,64",
+                 "--position", "self-extend", "--group-size", "4", "--window", "4", "--no-progress",
+                 "--out", str(tmp_path / "eval")]) == 0
+    saved = json.loads((tmp_path / "eval" / "perplexity.json").read_text())
+    assert set(saved["perplexity"]) == {"16", "64"}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["generate", "--checkpoint", "missing.npz", "--prompt", "a"], "not found"),
+        (["train", "--data", "missing.txt"], "not found"),
+        (["train", "--position", "rope", "--n-embd", "10", "--n-head", "4", "--steps", "1"], "not divisible"),
+    ],
+)
+def test_cli_errors_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err
+    assert "Traceback" not in err
+
+
+def test_cli_rejects_bad_lengths(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "perplexity", "--checkpoint", "x", "--lengths", "12,abc"])
+    assert "comma-separated integers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["demo"], ["train"], ["generate"], ["eval", "perplexity"]])
+def test_help_names_defaults(command):
+    text = subprocess.run([sys.executable, "-m", "minitx", *command, "--help"], capture_output=True, text=True, check=True).stdout
+    assert "default" in text
+    assert "usage: minitx" in text
