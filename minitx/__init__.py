@@ -2,7 +2,8 @@
 
 The public names most lessons need are importable from here: ``attend``,
 ``attention_weights``, ``ModelConfig``, ``TransformerLM``, ``generate`` and the ``positions``
-subpackage (``Sinusoidal``, ``RoPE``, ``SelfExtend``).
+subpackage (``Sinusoidal``, ``RoPE``, ``SelfExtend``). ``warmup()`` compiles the attention
+kernels ahead of use, and ``set_num_threads(n)`` sets how many threads they and BLAS use.
 """
 
 from . import positions
@@ -11,6 +12,8 @@ from .config import ModelConfig
 from .generate import generate
 from .model import TransformerLM
 from .positions import RoPE, SelfExtend, Sinusoidal
+from .threads import get_num_threads, set_num_threads
+from .warmup import warmup
 
 __version__ = "0.1.0"
 
@@ -23,5 +26,8 @@ __all__ = [
     "attend",
     "attention_weights",
     "generate",
+    "get_num_threads",
     "positions",
+    "set_num_threads",
+    "warmup",
 ]
