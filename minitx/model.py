@@ -7,7 +7,9 @@ The architecture is GPT-2's (Radford et al. 2019) with pre-norm blocks:
     logits = lm_head(norm_f(x))                               (B, T, C) -> (B, T, V)
 
 Positions enter either at the input (sinusoidal) or inside every attention layer (RoPE,
-Self-Extend). ``with_position`` swaps the rotary encoding of a trained model without touching
+Self-Extend). With the sinusoidal table the token embeddings are multiplied by sqrt(C), as in
+Vaswani et al. 2017 (section 3.4), and initialised with std 1 / sqrt(C): the table has entries
+of size 1, and with GPT-2's 0.02 initialisation it would drown the token signal. ``with_position`` swaps the rotary encoding of a trained model without touching
 its weights, which is how Self-Extend is applied: no retraining.
 
 Not done here: dropout, weight tying, mixed precision, any batching of variable lengths.
@@ -60,7 +62,10 @@ class TransformerLM(Module):
         dtype = np.dtype(config.dtype)
         rng = np.random.default_rng(seed)
 
-        self.wte = Embedding(config.vocab_size, config.n_embd, rng, dtype)
+        # sqrt(C) scale for absolute tables, so tokens and positions start at the same size
+        self.embedding_scale = math.sqrt(config.n_embd) if self.position.kind == "absolute" else 1.0
+        embedding_std = 1 / self.embedding_scale if self.position.kind == "absolute" else 0.02
+        self.wte = Embedding(config.vocab_size, config.n_embd, rng, dtype, std=embedding_std)
         self.blocks = [Block(config, self.position, rng, dtype) for _ in range(config.n_layer)]
         self.ln_f = NORMS[config.norm](config.n_embd, dtype)
         self.lm_head = Linear(config.n_embd, config.vocab_size, rng, dtype, bias=False)
@@ -108,6 +113,8 @@ class TransformerLM(Module):
 
     def _embed(self, tokens, positions):
         x = self.wte.forward(tokens)  # (B, T) -> (B, T, C)
+        if self.embedding_scale != 1.0:
+            x = x * self.dtype.type(self.embedding_scale)
         if self.position.kind == "absolute":
             x = x + self.position.table(positions).astype(self.dtype)  # (T, C) broadcast over B
         return x
@@ -143,7 +150,7 @@ class TransformerLM(Module):
         dx = self.ln_f.backward(self.lm_head.backward(self._dlogits))
         for block in reversed(self.blocks):
             dx = block.backward(dx)
-        self.wte.backward(dx)  # the sinusoidal table is fixed, so it has no gradient
+        self.wte.backward(dx * self.dtype.type(self.embedding_scale))  # the table itself is fixed
         self._dlogits = None
         return self.gradients()
 
