@@ -19,8 +19,9 @@ DTYPES = ("float32", "float64")
 class ModelConfig:
     """Architecture of a decoder-only transformer.
 
-    ``context_length`` is the training length L: the model refuses longer inputs unless told
-    to extrapolate, or unless its position encoding (Self-Extend) maps them inside L.
+    ``context_length`` is the training length L. The model rejects longer inputs unless it is
+    called with ``extrapolate=True``, or unless its position encoding (Self-Extend) maps them
+    inside L.
     ``position`` is "sinusoidal", "rope" or "self-extend"; ``base`` and ``pairing`` apply to
     the rotary ones, ``group_size`` and ``window`` to Self-Extend.
     """

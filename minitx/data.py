@@ -74,9 +74,9 @@ class CharTokenizer:
         """Return the (T,) int64 ids of ``text``; raises on characters outside the vocabulary."""
         unknown = sorted(set(text) - self.ids.keys())
         if unknown:
-            shown = "".join(unknown[:20])
+            listed = "".join(unknown[:20])
             raise ValueError(
-                f"{len(unknown)} character(s) are not in the tokenizer's vocabulary: {shown!r}. "
+                f"{len(unknown)} character(s) are not in the tokenizer's vocabulary: {listed!r}. "
                 "Use only characters of the training text, or train with --tokenizer byte."
             )
         return np.array([self.ids[ch] for ch in text], dtype=np.int64)

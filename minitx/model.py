@@ -184,8 +184,8 @@ class TransformerLM(Module):
         end = cache.length + T
         if end > cache.capacity:
             raise ValueError(
-                f"The cache holds {cache.capacity} positions; {cache.length} are used and "
-                f"{T} more were given. Make the cache with capacity >= {end}."
+                f"The cache has room for {cache.capacity} positions, {cache.length} are used, and "
+                f"{T} more were passed. Make the cache with capacity >= {end}."
             )
         self._check_length(end, extrapolate)
         positions = np.arange(cache.length, end)

@@ -1,7 +1,7 @@
 """Figures, in one projector style: large fonts, thick lines, colour-blind-safe colours.
 
-Every figure function returns a matplotlib ``Figure`` built without pyplot, so no GUI backend
-is needed and no global figure state is touched; ``save_figure`` writes it atomically (to a
+Every figure function returns a matplotlib ``Figure`` built without pyplot. No GUI backend is
+needed and no global figure state is touched. ``save_figure`` writes it atomically (to a
 temporary file that is then renamed), so an interrupted run never leaves a broken image.
 Colours are the Okabe-Ito palette (Okabe and Ito 2008), which stays distinguishable under the
 common forms of colour blindness.
