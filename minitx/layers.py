@@ -63,9 +63,9 @@ class Module:
 class Embedding(Module):
     """Token embedding: ids (B, T) -> vectors (B, T, C)."""
 
-    def __init__(self, vocab_size: int, n_embd: int, rng: np.random.Generator, dtype=np.float32):
+    def __init__(self, vocab_size: int, n_embd: int, rng: np.random.Generator, dtype=np.float32, std=0.02):
         super().__init__()
-        self.params["weight"] = (rng.standard_normal((vocab_size, n_embd)) * 0.02).astype(dtype)
+        self.params["weight"] = (rng.standard_normal((vocab_size, n_embd)) * std).astype(dtype)
 
     def forward(self, tokens: np.ndarray) -> np.ndarray:
         self.tokens = tokens

@@ -7,7 +7,9 @@ The architecture is GPT-2's (Radford et al. 2019) with pre-norm blocks:
     logits = lm_head(norm_f(x))                               (B, T, C) -> (B, T, V)
 
 Positions enter either at the input (sinusoidal) or inside every attention layer (RoPE,
-Self-Extend). ``with_position`` swaps the rotary encoding of a trained model without touching
+Self-Extend). With the sinusoidal table the token embeddings are multiplied by sqrt(C), as in
+Vaswani et al. 2017 (section 3.4), and initialised with std 1 / sqrt(C): the table has entries
+of size 1, and with GPT-2's 0.02 initialisation it would drown the token signal. ``with_position`` swaps the rotary encoding of a trained model without touching
 its weights, which is how Self-Extend is applied: no retraining.
 
 Not done here: dropout, weight tying, mixed precision, any batching of variable lengths.
@@ -20,7 +22,7 @@ import math
 
 import numpy as np
 
-from ._checks import check_tokens
+from ._checks import check_int, check_tokens
 from .config import ModelConfig
 from .layers import MLP, NORMS, Embedding, Linear, Module, cross_entropy
 from .positions import PositionEncoding, RoPE, SelfExtend, pairing_permutation
@@ -61,7 +63,10 @@ class TransformerLM(Module):
         dtype = np.dtype(config.dtype)
         rng = np.random.default_rng(seed)
 
-        self.wte = Embedding(config.vocab_size, config.n_embd, rng, dtype)
+        # sqrt(C) scale for absolute tables, so tokens and positions start at the same size
+        self.embedding_scale = math.sqrt(config.n_embd) if self.position.kind == "absolute" else 1.0
+        embedding_std = 1 / self.embedding_scale if self.position.kind == "absolute" else 0.02
+        self.wte = Embedding(config.vocab_size, config.n_embd, rng, dtype, std=embedding_std)
         self.blocks = [Block(config, self.position, rng, dtype) for _ in range(config.n_layer)]
         self.ln_f = NORMS[config.norm](config.n_embd, dtype)
         self.lm_head = Linear(config.n_embd, config.vocab_size, rng, dtype, bias=False)
@@ -97,10 +102,11 @@ class TransformerLM(Module):
         if T > limit and not extrapolate:
             L = self.config.context_length
             hint = (
-                "Pass extrapolate=True to run it anyway (expect the loss to grow past the "
-                "training length), or switch a RoPE model to Self-Extend with "
-                "model.with_position(SelfExtend(...)), choosing group_size and window so that "
-                f"SelfExtend.max_length({L}) >= {T}."
+                "Pass extrapolate=True (--extrapolate on the command line) to run it anyway, "
+                "and expect the loss to grow past the training length. Or switch a RoPE model "
+                "to Self-Extend with model.with_position(SelfExtend(...)) (--position "
+                "self-extend --group-size G --window W), choosing G and W so that "
+                f"G * ({L} - W + W // G) >= {T}."
             )
             raise ValueError(
                 f"Input length T={T} exceeds {limit}, the longest input this model supports "
@@ -109,6 +115,8 @@ class TransformerLM(Module):
 
     def _embed(self, tokens, positions):
         x = self.wte.forward(tokens)  # (B, T) -> (B, T, C)
+        if self.embedding_scale != 1.0:
+            x = x * self.dtype.type(self.embedding_scale)
         if self.position.kind == "absolute":
             x = x + self.position.table(positions).astype(self.dtype)  # (T, C) broadcast over B
         return x
@@ -146,32 +154,42 @@ class TransformerLM(Module):
         dx = self.ln_f.backward(self.lm_head.backward(self._dlogits))
         for block in reversed(self.blocks):
             dx = block.backward(dx)
-        self.wte.backward(dx)  # the sinusoidal table is fixed, so it has no gradient
+        self.wte.backward(dx * self.dtype.type(self.embedding_scale))  # the table itself is fixed
         self._dlogits = None
         return self.gradients()
 
     # ----------------------------------------------------------------- decoding with a cache
 
+    def _cache_layout(self) -> tuple:
+        two_copies = self.position.kind == "rotary" and self.position.window is not None
+        c = self.config
+        return (c.n_layer, c.n_head, c.head_dim, self.dtype.str, two_copies)
+
     def new_cache(self, batch_size: int, capacity: int) -> KVCache:
         """Return an empty KV cache for ``batch_size`` rows of up to ``capacity`` tokens."""
-        two_copies = self.position.kind == "rotary" and self.position.window is not None
-        return KVCache(
-            self.config.n_layer, batch_size, self.config.n_head, capacity,
-            self.config.head_dim, self.dtype, two_copies,
-        )
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        capacity = check_int("capacity", capacity, minimum=1)
+        n_layer, n_head, head_dim, dtype, two_copies = self._cache_layout()
+        return KVCache(n_layer, batch_size, n_head, capacity, head_dim, np.dtype(dtype), two_copies)
 
     @blas_pinned
     def forward_cached(self, tokens, cache: KVCache, extrapolate: bool = False) -> np.ndarray:
         """Append ``tokens`` (B, T_new) to ``cache``; return their logits (B, T_new, V)."""
         tokens = check_tokens("tokens", tokens, self.config.vocab_size)
         B, T = tokens.shape
+        if not isinstance(cache, KVCache) or cache.layout != self._cache_layout():
+            raise ValueError(
+                f"The cache was not made for this model: its (layers, heads, head size, dtype, two "
+                f"key copies) are {getattr(cache, 'layout', None)}, the model needs "
+                f"{self._cache_layout()}. Make it with model.new_cache(batch_size, capacity)."
+            )
         if B != cache.batch_size:
             raise ValueError(f"tokens have batch size {B}, but the cache was made for {cache.batch_size}.")
         end = cache.length + T
         if end > cache.capacity:
             raise ValueError(
-                f"The cache holds {cache.capacity} positions; {cache.length} are used and "
-                f"{T} more were given. Make the cache with capacity >= {end}."
+                f"The cache has room for {cache.capacity} positions, {cache.length} are used, and "
+                f"{T} more were passed. Make the cache with capacity >= {end}."
             )
         self._check_length(end, extrapolate)
         positions = np.arange(cache.length, end)

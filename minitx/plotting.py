@@ -1,7 +1,7 @@
 """Figures, in one projector style: large fonts, thick lines, colour-blind-safe colours.
 
-Every figure function returns a matplotlib ``Figure`` built without pyplot, so no GUI backend
-is needed and no global figure state is touched; ``save_figure`` writes it atomically (to a
+Every figure function returns a matplotlib ``Figure`` built without pyplot. No GUI backend is
+needed and no global figure state is touched. ``save_figure`` writes it atomically (to a
 temporary file that is then renamed), so an interrupted run never leaves a broken image.
 Colours are the Okabe-Ito palette (Okabe and Ito 2008), which stays distinguishable under the
 common forms of colour blindness.
@@ -9,12 +9,12 @@ common forms of colour blindness.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
 from matplotlib.figure import Figure
+
+from ._files import atomic_write
 
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442", "#000000"]
 
@@ -39,16 +39,8 @@ PROJECTOR_STYLE = {
 def save_figure(fig, path) -> Path:
     """Write ``fig`` to ``path`` (format from the suffix) through a temporary file and a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=PROJECTOR_STYLE["savefig.dpi"], bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    fmt = path.suffix.lstrip(".") or "png"
+    return atomic_write(path, lambda handle: fig.savefig(handle, format=fmt, dpi=PROJECTOR_STYLE["savefig.dpi"], bbox_inches="tight"))
 
 
 def plot_perplexity_by_length(results: dict[str, dict[int, float]], trained_length: int, title: str | None = None):
