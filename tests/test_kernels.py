@@ -21,6 +21,7 @@ from conftest import assert_close
 from minitx import attend
 from minitx.attention import api, kernels, reference
 from minitx.attention.compile import enable_cache, fallback_cache_dir
+from minitx.attention.flash_forward import flash_attention_forward
 from minitx.attention.tiles import EXP_MIN_ARGUMENT, exp_shifted, matmul_nt
 from minitx.positions import SelfExtend
 
@@ -129,7 +130,14 @@ def test_decode_rows_equal_last_rows_of_full_forward(rng, Tq):
     q, k, v, q_far, k_far = random_inputs(rng, B, NH, T, T, hs, np.float64, window=6)
     full, _ = api.forward(q, k, v, q_far, k_far, window=6)
     tail, _ = api.forward(q[:, :, -Tq:], k, v, q_far[:, :, -Tq:], k_far, window=6, q_start=T - Tq)
-    assert_close(tail, full[:, :, -Tq:], rtol=1e-12, atol=1e-12)
+    assert_close(tail, full[:, :, -Tq:], rtol=1e-12, atol=1e-12, what="api.forward")
+
+    # api.forward sends very short queries to the row kernel; check the blocked kernel too
+    flat = lambda a: np.ascontiguousarray(a).reshape(B * NH, -1, hs)  # (B, NH, T, hs) -> (BH, T, hs)
+    out, lse = np.empty((B * NH, Tq, hs)), np.empty((B * NH, Tq))
+    flash_attention_forward(flat(q[:, :, -Tq:]), flat(k), flat(v), flat(q_far[:, :, -Tq:]), flat(k_far),
+                            6, True, T - Tq, out, lse)
+    assert_close(out.reshape(B, NH, Tq, hs), full[:, :, -Tq:], rtol=1e-12, atol=1e-12, what="blocked kernel")
 
 
 @pytest.mark.parametrize("G, W", [(3, 5), (4, 10), (5, 7)])
