@@ -10,13 +10,14 @@ Every case uses float32, B * NH = 8 heads (B = 1, NH = 8) and hs = 64. Cases:
 - forward: causal attention. Baselines: the NumPy reference (materialises (T, T) scores),
   the row kernel (the first rung of the kernel ladder) and torch's scaled_dot_product_attention.
 - backward: the gradients of q, k and v given dout. Baseline: torch SDPA's backward.
-- self-extend: the forward with Self-Extend (group 8, window 512). Baseline: the paper's
-  two-matrix method written in torch (both score matrices, torch.where, one softmax).
+- self-extend: the forward with Self-Extend (group 8, window 512). Baseline: the two-matrix
+  method of Jin et al. 2024 (arXiv 2401.01325) written in torch: both score matrices, merged
+  with torch.where, then one softmax.
 - decode-1 and decode-64: 1 or 64 new queries against a cache of T keys (q_start = T - Tq).
 
 "time / X" columns are minitx's time divided by X's time, so below 1 means minitx is faster.
-Peak extra memory is the RSS peak during minitx's call minus the RSS before, less the bytes of
-its outputs. The NumPy reference and the torch two-matrix method are skipped at T = 8192,
+Peak extra memory is the RSS peak during minitx's first call in a fresh process minus the RSS
+before it, less the bytes of its outputs (out and lse, or dq, dk and dv). The NumPy reference and the torch two-matrix method are skipped at T = 8192,
 where their (T, T) matrices would need several GiB.
 The last lines time compilation in fresh subprocesses: every kernel's first-ever call (empty
 cache) and, with a warm cache, ``import minitx`` plus the first ``attend``.
@@ -34,7 +35,7 @@ import time
 
 import numpy as np
 
-from common import MiB, describe_machine, format_table, median_seconds, peak_extra_bytes, torch
+from common import MiB, describe_machine, format_table, median_seconds, torch
 
 from minitx.attention import api, kernels, reference
 
@@ -54,7 +55,7 @@ def torch_inputs(x, names, grad=False):
 
 
 def torch_self_extend(q, k, v, q_far, k_far, near, causal):
-    """The two-matrix Self-Extend: both score matrices, merged by distance, one softmax."""
+    """Compute Self-Extend with two full score matrices, merged by distance, and one softmax."""
     scale = 1.0 / math.sqrt(q.shape[-1])
     near_scores = (q @ k.transpose(-1, -2)) * scale  # (B, NH, T, T)
     far_scores = (q_far @ k_far.transpose(-1, -2)) * scale
@@ -70,18 +71,59 @@ def cell_ratio(ours, other):
     return "-" if other is None else f"{ours / other:.2f}"
 
 
-def run_case(name, T, Tq, flops, ours, numpy_call, torch_call, rows_call, output_bytes, repeats):
+MEMORY_SCRIPT = """
+import sys
+import numpy as np
+sys.path.insert(0, {benchmarks!r})
+from common import peak_extra_bytes
+from minitx.attention import api
+
+case, T, Tq = {case!r}, {T}, {Tq}
+small = [np.ones((1, 1, n, 64), np.float32) for n in (8, 8, 8)]
+api.backward(small[0], *small, *api.forward(*small))  # load the compiled kernels first
+api.forward(*small, *small[:2], window=2)
+rng = np.random.default_rng(0)
+q, dout, q_far = (rng.standard_normal((1, 8, Tq, 64)).astype(np.float32) for _ in range(3))
+k, v, k_far = (rng.standard_normal((1, 8, T, 64)).astype(np.float32) for _ in range(3))
+if case == "forward":
+    call, outputs = (lambda: api.forward(q, k, v, q_start=T - Tq)), q.nbytes * 65 // 64
+elif case == "self-extend":
+    call, outputs = (lambda: api.forward(q, k, v, q_far, k_far, window=512)), q.nbytes * 65 // 64
+else:
+    out, lse = api.forward(q, k, v)
+    call, outputs = (lambda: api.backward(dout, q, k, v, out, lse)), q.nbytes + 2 * k.nbytes
+extra = peak_extra_bytes(call)
+print("unavailable" if extra is None else extra - outputs)
+"""
+
+
+def peak_extra_mib(case, T, Tq):
+    """Return minitx's peak extra memory (MiB, outputs excluded) for one call, in a fresh process.
+
+    A fresh process matters: once freed, the allocator keeps memory resident, and later calls
+    in the same process reuse it without raising the RSS.
+    """
+    code = MEMORY_SCRIPT.format(benchmarks=os.path.dirname(os.path.abspath(__file__)), case=case, T=T, Tq=Tq)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    extra = result.stdout.strip().splitlines()[-1]
+    if extra == "unavailable":  # peak RSS cannot be reset outside Linux
+        return "-"
+    return f"{max(0, int(extra)) / MiB:.1f}"  # below 0: the outputs reused pages already resident
+
+
+def run_case(name, T, Tq, flops, ours, numpy_call, torch_call, rows_call, memory_case, repeats):
     ours_s = median_seconds(ours, repeats)
-    extra = peak_extra_bytes(ours)
-    extra_mib = "-" if extra is None else f"{max(0, extra - output_bytes) / MiB:.1f}"
+    extra_mib = peak_extra_mib(memory_case, T, Tq) if memory_case else "-"
     numpy_s = median_seconds(numpy_call, max(1, repeats // 2)) if numpy_call else None
     torch_s = median_seconds(torch_call, repeats) if torch_call else None
     rows_s = median_seconds(rows_call, max(1, repeats // 2)) if rows_call else None
-    return [
+    row = [
         name, str(T), str(Tq), cell_ms(ours_s), f"{flops / ours_s / 1e9:.1f}",
         cell_ms(numpy_s), cell_ratio(ours_s, numpy_s), cell_ms(rows_s), cell_ratio(ours_s, rows_s),
         cell_ms(torch_s), cell_ratio(ours_s, torch_s), extra_mib,
-    ], ours_s
+    ]
+    print(" | ".join(row), flush=True)  # progress; the full table follows at the end
+    return row, ours_s
 
 
 def bench_length(T, repeats):
@@ -89,7 +131,6 @@ def bench_length(T, repeats):
     with_numpy = T <= NUMPY_MAX_T
     x = make_inputs(T, T)
     q, k, v, q_far, k_far, dout = (x[n] for n in ("q", "k", "v", "q_far", "k_far", "dout"))
-    out_bytes = q.nbytes + q.nbytes // hs  # out and lse
 
     # forward
     flops = 2.0 * T * T * hs * BH  # 4 hs flops per visible (i, j) pair, T^2 / 2 pairs
@@ -103,7 +144,7 @@ def bench_length(T, repeats):
     row, plain_s = run_case(
         "forward", T, T, flops, lambda: api.forward(q, k, v),
         (lambda: reference.attention_forward(q, k, v)) if with_numpy else None,
-        torch_call, rows_call, out_bytes, repeats,
+        torch_call, rows_call, "forward", repeats,
     )
     rows.append(row)
 
@@ -118,7 +159,7 @@ def bench_length(T, repeats):
     row, _ = run_case(
         "backward", T, T, 2.5 * flops, lambda: api.backward(dout, q, k, v, out, lse),
         (lambda: reference.attention_backward(dout, q, k, v, out, lse)) if with_numpy else None,
-        torch_call, None, 3 * q.nbytes, repeats,
+        torch_call, None, "backward", repeats,
     )
     rows.append(row)
 
@@ -133,7 +174,7 @@ def bench_length(T, repeats):
     row, se_s = run_case(
         f"self-extend W={WINDOW}", T, T, flops, lambda: api.forward(q, k, v, **se),
         (lambda: reference.attention_forward(q, k, v, **se)) if with_numpy else None,
-        torch_call, None, out_bytes, repeats,
+        torch_call, None, "self-extend", repeats,
     )
     row.append(f"{se_s / plain_s:.2f}")
     rows.append(row)
@@ -151,7 +192,7 @@ def bench_length(T, repeats):
         row, _ = run_case(
             f"decode-{Tq}", T, Tq, 4.0 * Tq * T * hs * BH, lambda: api.forward(qd, k, v, q_start=T - Tq),
             (lambda: reference.attention_forward(qd, k, v, q_start=T - Tq)) if with_numpy else None,
-            torch_call, None, qd.nbytes + qd.nbytes // hs, repeats * 10,
+            torch_call, None, "forward" if Tq > 1 else None, repeats * 10,
         )
         rows.append(row)
     return rows

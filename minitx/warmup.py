@@ -2,7 +2,7 @@
 
 Numba compiles a kernel on its first call for each dtype. Without a warm on-disk cache this
 takes seconds per kernel, and a notebook cell looks frozen meanwhile. Calling ``warmup()`` in
-the first cell does all of it at once and returns how long it took; with a warm cache it
+the first cell does all of it at once and returns how long it took. With a warm cache it
 returns in well under a second.
 """
 

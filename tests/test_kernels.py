@@ -55,7 +55,7 @@ shapes = dict(
 
 def draw_case(B, NH, Tk, Tq_fraction, hs, dtype, window, causal, seed):
     Tq = max(1, round(Tq_fraction * Tk))
-    q_start = Tk - Tq if causal else 0  # a shorter q holds the last positions, as in decoding
+    q_start = Tk - Tq if causal else 0  # a shorter q contains the last positions, as in decoding
     rng = np.random.default_rng(seed)
     q, k, v, q_far, k_far = random_inputs(rng, B, NH, Tq, Tk, hs, dtype, window)
     args = dict(q_far=q_far, k_far=k_far, window=window, causal=causal, q_start=q_start)
@@ -69,7 +69,8 @@ def test_flash_forward_equals_reference(B, NH, Tk, Tq_fraction, hs, dtype, windo
     expected_out, expected_lse = reference.attention_forward(q, k, v, **args)
     out, lse = api.forward(q, k, v, **args, backend="numba")
     tol = TOLERANCE[dtype]
-    assert out.dtype == dtype and lse.dtype == dtype
+    assert out.dtype == dtype
+    assert lse.dtype == dtype
     assert_close(out, expected_out, rtol=tol, atol=tol, what="out")
     assert_close(lse, expected_lse, rtol=tol, atol=tol, what="lse")
 

@@ -167,7 +167,7 @@ def backward(dout, q, k, v, out, lse, q_far=None, k_far=None, window=None, causa
     """Return (dq, dk, dv, dq_far, dk_far); see ``reference.attention_backward``.
 
     backend="numba" runs ``flash_backward.flash_attention_backward``, which recomputes the
-    probabilities tile by tile from ``lse`` and never holds a (Tq, Tk) matrix.
+    probabilities tile by tile from ``lse`` and never allocates a (Tq, Tk) matrix.
     """
     if backend == "numpy":
         return reference.attention_backward(dout, q, k, v, out, lse, q_far, k_far, window, causal, q_start)

@@ -39,7 +39,7 @@ def enable_cache(dispatcher) -> str:
     """Turn on Numba's on-disk cache for ``dispatcher``; return "cached" or "uncached".
 
     Tries Numba's own search order first, then ``fallback_cache_dir()``. A kernel whose cache
-    cannot be placed anywhere keeps working without a cache; a warning says so once per kernel.
+    cannot be placed anywhere keeps working without a cache, and a warning is logged for it.
     """
     if not hasattr(dispatcher, "enable_caching"):  # NUMBA_DISABLE_JIT=1 returns the Python function
         return "uncached"

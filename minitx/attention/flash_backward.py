@@ -163,8 +163,8 @@ def backward_head(dout, q, k, v, out, lse, q_far, k_far, window, causal, q_start
                 for c in range(n_cols):
                     d_probs[r, c] = probs[r, c] * (d_probs[r, c] - D_r)
 
-            # pass 4: near entries feed dq and dk through k and q, far entries through the
-            # far copies; a tile on the window boundary has both kinds
+            # pass 4: near entries feed dq and dk through k and q, far entries through the far
+            # copies. A tile on the window boundary has both kinds.
             far_part = d_probs
             if needs_near and needs_far:
                 split_at_window(d_probs, d_far, n_rows, n_cols, i_first, j0, window)

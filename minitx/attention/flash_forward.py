@@ -1,9 +1,9 @@
 """Blocked, streaming attention forward: the second rung after ``kernels.attention_forward_rows``.
 
 The output is computed one (BLOCK_Q queries) x (BLOCK_K keys) tile at a time with the online
-softmax (Milakov & Gimelshein 2018, "Online normalizer calculation for softmax", algorithm 3),
-in the loop order of FlashAttention-2 (Dao 2023, algorithm 1): a query block keeps its running
-row max m, row sum l and unnormalised output O while it streams over the key tiles,
+softmax (Milakov & Gimelshein 2018, "Online normalizer calculation for softmax", algorithm 3).
+The loop order is that of FlashAttention-2 (Dao 2023, algorithm 1). A query block keeps its
+running row max m, row sum l and unnormalised output O while it streams over the key tiles:
 
     m_new = max(m, rowmax(S));  l = l * exp(m - m_new) + rowsum(exp(S - m_new))
     O = O * exp(m - m_new) + exp(S - m_new) @ V;  at the end out = O / l, lse = m + log(l)
@@ -178,8 +178,9 @@ def flash_attention_forward(q, k, v, q_far, k_far, window, causal, q_start, out,
     """Fill ``out`` and ``lse``; ``window < 0`` means plain attention (q_far, k_far unused).
 
     Work items are (bh, query block) pairs, run in parallel. Under the causal mask late query
-    blocks have more keys, so block numbers alternate from both ends (0, n - 1, 1, n - 2, ...)
-    and each contiguous share of items that the thread pool hands out has a similar cost.
+    blocks have more keys. Block numbers therefore alternate from both ends (0, n - 1, 1,
+    n - 2, ...), so each contiguous share of items that the thread pool hands out costs about
+    the same.
     """
     BH, Tq = q.shape[0], q.shape[1]
     n_blocks = (Tq + BLOCK_Q - 1) // BLOCK_Q

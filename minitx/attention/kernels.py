@@ -1,7 +1,7 @@
 """Attention as plain loops compiled with Numba: one query row per iteration.
 
 This is the first rung of the kernel ladder. Each rung computes the same function of
-``reference.py``, is tested against it, and says what it changes and why:
+``reference.py``, is tested against it, and states what it changes and why:
 
 1. ``kernels.attention_forward_rows`` (this file): one query row per iteration, the simplest
    correct loop nest.

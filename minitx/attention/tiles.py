@@ -10,10 +10,10 @@ per step in eight scalar accumulators. With fast-math reassociation LLVM turns e
 eight dot products into a vector reduction, and the block reuses every loaded row of A four
 times and every row of B twice.
 
-Measured reason for the 2 x 4 block: one 32 x 64 by 64 x 64 float32 product, repeated,
-ran at 39 GFLOP/s as one dot product per output entry and at 60 GFLOP/s as 2 x 4 blocks
-(one core of an AMD EPYC Zen 4, Numba 0.68). Accumulating rows of C through memory reached
-only 26 to 32 GFLOP/s.
+Measured reason for the 2 x 4 block, on one core of an AMD EPYC (Zen 4) with Numba 0.68: a
+repeated 32 x 64 by 64 x 64 float32 product ran at 39 GFLOP/s as one dot product per output
+entry and at 60 GFLOP/s as 2 x 4 blocks. Accumulating rows of C through memory reached only
+26 to 32 GFLOP/s. The machine was shared, so these are estimates within about 20 %.
 
 Tiles are padded so that ``n_cols`` is a multiple of 4. Padding entries are zero, so they add
 nothing to any product.
