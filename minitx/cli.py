@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="minitx-demo", help="output folder for checkpoints, results.json and the plot")
     demo.add_argument("--quick", action="store_true", help="a seconds-long run with a tiny model (for tests)")
     demo.add_argument("--steps", type=int, default=None, help="training steps per model (default: 800, or 30 with --quick)")
-    demo.add_argument("--group-size", type=int, default=None, help="Self-Extend group size G (default: 16, or 4 with --quick)")
+    demo.add_argument("--group-size", type=int, default=None, help="Self-Extend group size G (default: 16, with or without --quick)")
     demo.add_argument("--window", type=int, default=None, help="Self-Extend window W in tokens (default: 32, or 8 with --quick)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(run=cmd_demo)
