@@ -13,6 +13,8 @@ Signatures a student implements (B, NH, T, hs are batch, heads, sequence length,
 - ``table(T, dim)``: the (T, dim) sinusoidal table of Vaswani et al. 2017, section 3.5.
 - ``rotate(x, positions)``: RoPE (Su et al. 2021) with interleaved pairs (2m, 2m + 1) and
   base 10000, for x (..., T, hs) and integer positions (T,).
+- ``relative_positions(T, group_size, window)``: Self-Extend's (T, T) effective relative
+  positions d(i, j) (Jin et al. 2024, section 3), query on rows, -1 where j > i.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .attention import reference
-from .positions import RoPE, Sinusoidal, pairing_permutation
+from .positions import RoPE, SelfExtend, Sinusoidal, pairing_permutation
 
 
 def _assert_close(name: str, got, expected, atol: float = 1e-9) -> None:
@@ -215,4 +217,40 @@ def check_rope(rotate) -> list[str]:
     ])
 
 
-__all__ = ["check_attention", "check_rope", "check_sinusoidal", "check_softmax"]
+# ----------------------------------------------------------------------------- Self-Extend
+
+
+def check_self_extend(relative_positions) -> list[str]:
+    """Check ``relative_positions(T, group_size, window)`` against Self-Extend's d(i, j)."""
+
+    def matches_worked_example():
+        d = np.asarray(relative_positions(10, 2, 4))
+        _assert_close("row i=5 for T=10, G=2, W=4", d[5, :6], [4, 4, 3, 2, 1, 0], atol=0)
+        _assert_close("row i=9 for T=10, G=2, W=4", d[9, :10], [6, 6, 5, 5, 4, 4, 3, 2, 1, 0], atol=0)
+
+    def matches_definition():
+        # G = 3 does not divide W = 4, so a float shift W - W / G would show up here.
+        for T, G, W in ((12, 3, 4), (17, 4, 8), (9, 5, 2)):
+            expected = SelfExtend(2, G, W).relative_positions(T)
+            _assert_close(f"d(i, j) for T={T}, G={G}, W={W}", relative_positions(T, G, W), expected, atol=0)
+
+    def group_size_one_is_rope():
+        T = 11
+        i, j = np.arange(T)[:, None], np.arange(T)[None, :]
+        plain = np.where(j <= i, i - j, -1)
+        _assert_close("G = 1 gives plain relative positions i - j", relative_positions(T, 1, 3), plain, atol=0)
+
+    def masks_the_future():
+        d = np.asarray(relative_positions(8, 2, 3))
+        upper = np.triu(np.ones((8, 8), dtype=bool), k=1)
+        _assert_close("entries with j > i are -1", d[upper], np.full(int(upper.sum()), -1), atol=0)
+
+    return _run([
+        ("self-extend matches the worked example", matches_worked_example),
+        ("self-extend masks future keys", masks_the_future),
+        ("self-extend matches d(i, j) with integer shift", matches_definition),
+        ("self-extend with G = 1 is plain RoPE", group_size_one_is_rope),
+    ])
+
+
+__all__ = ["check_attention", "check_rope", "check_self_extend", "check_sinusoidal", "check_softmax"]

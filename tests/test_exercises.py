@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import minitx
-from minitx.exercises import check_attention, check_rope, check_sinusoidal, check_softmax
-from minitx.positions import RoPE, Sinusoidal
+from minitx.exercises import check_attention, check_rope, check_self_extend, check_sinusoidal, check_softmax
+from minitx.positions import RoPE, SelfExtend, Sinusoidal
 
 # ----------------------------------------------------------------------------- implementations
 
@@ -71,6 +71,30 @@ def table_with_wrong_base(T, dim):
     return Sinusoidal(dim, base=1000.0).table(np.arange(T))
 
 
+def library_relative_positions(T, group_size, window):
+    return SelfExtend(2, group_size, window).relative_positions(T)
+
+
+def relative_positions_with_float_shift(T, group_size, window):
+    # W - W / G truncated after the subtraction: differs from W - W // G when G does not divide W.
+    i, j = np.arange(T)[:, None], np.arange(T)[None, :]
+    far = (i // group_size + int(window - window / group_size)) - j // group_size
+    d = np.where(i - j < window, i - j, far)
+    return np.where(j <= i, d, -1)
+
+
+def relative_positions_without_mask(T, group_size, window):
+    i, j = np.arange(T)[:, None], np.arange(T)[None, :]
+    far = (i // group_size + window - window // group_size) - j // group_size
+    return np.where(i - j < window, i - j, far)
+
+
+def relative_positions_grouping_all(T, group_size, window):
+    i, j = np.arange(T)[:, None], np.arange(T)[None, :]
+    d = (i // group_size + window - window // group_size) - j // group_size
+    return np.where(j <= i, d, -1)
+
+
 # ----------------------------------------------------------------------------- tests
 
 
@@ -80,7 +104,8 @@ def test_checkers_pass_library_functions(capsys):
     assert len(check_attention(lambda q, k, v: minitx.attend(q, k, v, backend="numpy"))) == 5
     assert len(check_sinusoidal(lambda T, dim: Sinusoidal(dim).table(np.arange(T)))) == 3
     assert len(check_softmax(softmax_correct)) == 5
-    assert capsys.readouterr().out.count("ok: ") == 23
+    assert len(check_self_extend(library_relative_positions)) == 4
+    assert capsys.readouterr().out.count("ok: ") == 27
 
 
 @pytest.mark.parametrize(
@@ -125,6 +150,18 @@ def test_check_sinusoidal_catches_wrong_table(wrong):
     with pytest.raises(AssertionError) as error:
         check_sinusoidal(wrong)
     assert str(error.value).startswith("failed: sinusoidal table matches the formula.")
+
+
+@pytest.mark.parametrize(
+    "wrong, failed_check",
+    [(relative_positions_with_float_shift, "self-extend matches d(i, j) with integer shift"),
+     (relative_positions_without_mask, "self-extend masks future keys"),
+     (relative_positions_grouping_all, "self-extend matches the worked example")],
+)
+def test_check_self_extend_catches_wrong_map(wrong, failed_check):
+    with pytest.raises(AssertionError) as error:
+        check_self_extend(wrong)
+    assert str(error.value).startswith(f"failed: {failed_check}.")
 
 
 def test_check_rope_accepts_relabelled_pairing():
