@@ -25,6 +25,7 @@ import matplotlib
 import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from .positions import RoPE, SelfExtend, Sinusoidal
@@ -264,7 +265,7 @@ def plot_self_extend_positions(T: int = 24, group_size: int = 3, window: int = 6
     The orange line is the window edge: cells right of it (0 <= i - j < W, a band along the
     diagonal) are the neighbour region and keep plain RoPE positions, cells left of it are
     grouped. With ``trained_length`` L, cells whose position reaches L (never seen in
-    training) are outlined.
+    training) are outlined in reddish purple.
     ``annotate`` writes each value in its cell (default: when T <= 16).
     """
     self_extend = SelfExtend(2, group_size, window)
@@ -290,9 +291,11 @@ def plot_self_extend_positions(T: int = 24, group_size: int = 3, window: int = 6
                         colour = "black" if value > 0.6 * vmax else "white"
                         ax.text(col, row, str(value), ha="center", va="center", fontsize=10, color=colour)
             if trained_length is not None:
-                rows, cols = np.nonzero(values >= trained_length)
-                ax.scatter(cols, rows, marker="s", s=30, facecolors="none", edgecolors=OKABE_ITO[0], linewidths=1.2,
-                           label=f"position ≥ L={trained_length}")
+                for row, col in zip(*np.nonzero(values >= trained_length)):
+                    ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor=OKABE_ITO[5],
+                                           linewidth=2.5))
+                ax.add_patch(Rectangle((0, 0), 0, 0, fill=False, edgecolor=OKABE_ITO[5], linewidth=2.5,
+                                       label=f"position ≥ L={trained_length}"))  # legend entry only
                 ax.legend(loc="upper right", fontsize=12)
 
         # The window boundary: in row i the cells j <= i - W are grouped, the rest neighbours.
