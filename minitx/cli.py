@@ -28,6 +28,21 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _prepare_output_folder(folder) -> Path:
+    """Create ``folder`` and check it is writable, before any long work starts."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"--out {str(folder)!r} is a file. Choose a folder path.")
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / ".minitx-write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise PermissionError(f"--out {str(folder)!r} is not writable ({error.strerror}). Choose another folder.") from None
+    return folder
+
+
 def _load_corpus(data):
     from .data import load_default_corpus, load_text
 
@@ -38,12 +53,15 @@ def _apply_position(model, args):
     """Return ``model`` switched to the encoding asked for with --position, if any."""
     from .positions import RoPE, SelfExtend
 
-    if args.position in (None, model.config.position):
-        if args.position != "self-extend":
-            return model
+    if args.position != "self-extend" and (args.group_size is not None or args.window is not None):
+        raise ValueError("--group-size and --window apply to Self-Extend only. Add --position self-extend.")
+    if args.position in (None, model.config.position) and args.position != "self-extend":
+        return model
     c = model.config
     if args.position == "self-extend":
-        return model.with_position(SelfExtend(c.head_dim, args.group_size, args.window, base=c.base, pairing=c.pairing))
+        group_size = 8 if args.group_size is None else args.group_size
+        window = 32 if args.window is None else args.window
+        return model.with_position(SelfExtend(c.head_dim, group_size, window, base=c.base, pairing=c.pairing))
     if args.position == "rope":
         return model.with_position(RoPE(c.head_dim, base=c.base, pairing=c.pairing))
     raise ValueError(f"A model trained with position={c.position!r} cannot be evaluated as {args.position!r}.")
@@ -57,7 +75,7 @@ def cmd_train(args) -> int:
     from .train import TrainConfig, train
 
     text = _load_corpus(args.data)
-    out = Path(args.out)
+    out = _prepare_output_folder(args.out)
     checkpoint = out / "model.npz"
     train_config = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, min_learning_rate=args.min_lr,
@@ -67,8 +85,16 @@ def cmd_train(args) -> int:
     resume = None
     if args.resume:
         model, tokenizer, optimizer_state, meta = load_checkpoint(checkpoint)
+        if "step" not in meta or "history" not in meta or not optimizer_state:
+            raise CheckpointError(
+                f"{checkpoint} holds no training state (step, history and optimizer), so training "
+                "cannot resume from it. Train without --resume, or into another --out folder."
+            )
+        if meta["step"] >= args.steps:
+            print(f"{checkpoint} is already at step {meta['step']}; pass --steps above {meta['step']} to train further.")
+            return 0
         resume = {"optimizer_state": optimizer_state, "meta": meta}
-        print(f"Resuming {checkpoint} from step {meta['step']}.")
+        print(f"Resuming {checkpoint} from step {meta['step']}; the model settings come from the checkpoint.")
     else:
         tokenizer = build_tokenizer(args.tokenizer, text)
         config = ModelConfig(tokenizer.vocab_size, args.context_length, n_layer=args.n_layer, n_head=args.n_head,
@@ -105,6 +131,8 @@ def cmd_eval_perplexity(args) -> int:
     from .plotting import plot_perplexity_by_length, save_figure
     from .tasks import perplexity_by_length
 
+    if args.out:
+        _prepare_output_folder(args.out)
     model, tokenizer, _, meta = load_checkpoint(args.checkpoint)
     model = _apply_position(model, args)
     _, val_ids = split_train_val(tokenizer.encode(_load_corpus(args.data)))
@@ -117,7 +145,7 @@ def cmd_eval_perplexity(args) -> int:
     for N, value in results.items():
         print(f"  {N:>7} tokens ({N / L:.2g}x L): {value:.3f}")
     if args.out:
-        out = Path(args.out)
+        out = _prepare_output_folder(args.out)
         payload = {"checkpoint": str(args.checkpoint), "position": dataclasses.asdict(model.config),
                    "perplexity": {str(n): p for n, p in results.items()}}
         atomic_write(out / "perplexity.json", lambda f: f.write(json.dumps(payload, indent=2).encode()))
@@ -136,14 +164,14 @@ def cmd_demo(args) -> int:
         settings = dataclasses.replace(settings, group_size=args.group_size)
     if args.window is not None:
         settings = dataclasses.replace(settings, window=args.window)
-    run_demo(args.out, settings, progress=not args.no_progress)
+    run_demo(_prepare_output_folder(args.out), settings, progress=not args.no_progress)
     return 0
 
 
 def cmd_figures(args) -> int:
     from .figures import build_figures
 
-    result = build_figures(args.out)
+    result = build_figures(_prepare_output_folder(args.out))
     print(f"Wrote {len(result['written'])} files to {args.out}.")
     for name, reason in result["skipped"]:
         print(f"Skipped {name}: {reason}.")
@@ -153,8 +181,8 @@ def cmd_figures(args) -> int:
 def _add_position_flags(parser):
     parser.add_argument("--position", choices=("rope", "self-extend"), default=None,
                         help="run a RoPE-trained model as plain RoPE or with Self-Extend (default: as trained)")
-    parser.add_argument("--group-size", type=int, default=8, help="Self-Extend group size G (default: 8)")
-    parser.add_argument("--window", type=int, default=32, help="Self-Extend neighbour window W, in tokens (default: 32)")
+    parser.add_argument("--group-size", type=int, default=None, help="Self-Extend group size G (default: 8)")
+    parser.add_argument("--window", type=int, default=None, help="Self-Extend neighbour window W, in tokens (default: 32)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", default=None, help="UTF-8 text file (default: the CPython language reference topics)")
     tr.add_argument("--tokenizer", choices=("char", "byte"), default="char", help="one id per character, or per UTF-8 byte")
     tr.add_argument("--out", default="minitx-run", help="output folder")
-    tr.add_argument("--resume", action="store_true", help="continue training from OUT/model.npz")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue training from OUT/model.npz; the model and tokenizer settings then come from the checkpoint")
     tr.add_argument("--position", choices=("rope", "sinusoidal"), default="rope", help="position encoding to train with")
     tr.add_argument("--context-length", type=int, default=128, help="training length L, in tokens")
     tr.add_argument("--n-layer", type=int, default=3, help="number of transformer blocks")
@@ -234,8 +263,11 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:
         return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError, CheckpointError) as error:
+    except (ValueError, TypeError, OSError, CheckpointError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory. Use a smaller model, batch or length.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -17,7 +17,6 @@ Self-Extend position map; results (perplexity, passkey); the rotating-pair anima
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+from ._files import atomic_write
 from .positions import RoPE, SelfExtend, Sinusoidal
 
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442", "#000000"]
@@ -96,25 +96,19 @@ def save_figure(fig, path) -> Path:
     bytes on every run with the same matplotlib.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix.lower()
+    fmt = path.suffix.lstrip(".").lower() or "png"
     metadata = None
-    if suffix == ".svg":
+    if fmt == "svg":
         metadata = {"Date": None, "Creator": None}
-    elif suffix == ".png":
+    elif fmt == "png":
         metadata = {"Software": None}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
+
+    def write(handle):
         with matplotlib.rc_context({"svg.hashsalt": PROJECTOR_STYLE["svg.hashsalt"]}):
-            fig.savefig(tmp, dpi=PROJECTOR_STYLE["savefig.dpi"], bbox_inches="tight",
+            fig.savefig(handle, format=fmt, dpi=PROJECTOR_STYLE["savefig.dpi"], bbox_inches="tight",
                         facecolor=fig.get_facecolor(), metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; figures are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 def _label_attention_axes(ax, title: str | None = None) -> None:
@@ -455,10 +449,6 @@ def save_rope_animation(path, head_dim: int = 8, n_positions: int = 24, pairs=(0
     unit[:, 0::2] = 1.0
     rotated = rope.rotate(unit, positions)  # (P, hs)
     theta = rope.frequencies()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".gif")
-    os.close(fd)
 
     with projector_style(theme):
         fig = Figure(figsize=(4.2 * len(pairs), 4.8))
@@ -482,18 +472,16 @@ def save_rope_animation(path, head_dim: int = 8, n_positions: int = 24, pairs=(0
         label = fig.text(0.5, 0.02, "", ha="center", fontsize=16)
         fig.tight_layout(rect=(0, 0.07, 1, 1))
 
-        writer = PillowWriter(fps=fps)
-        try:
-            with writer.saving(fig, tmp, dpi=80):
+        # PillowWriter needs a file name, so the GIF is made in a scratch folder, then copied
+        # to ``path`` atomically.
+        with tempfile.TemporaryDirectory() as scratch:
+            frames_file = Path(scratch) / "animation.gif"
+            writer = PillowWriter(fps=fps)
+            with writer.saving(fig, frames_file, dpi=80):
                 for p in positions:
                     for arrow, trail, m in zip(arrows, trails, pairs):
                         arrow.set_data([0, rotated[p, 2 * m]], [0, rotated[p, 2 * m + 1]])
                         trail.set_data(rotated[: p + 1, 2 * m], rotated[: p + 1, 2 * m + 1])
                     label.set_text(f"position p = {p}")
                     writer.grab_frame(facecolor=fig.get_facecolor())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    return path
+            return atomic_write(path, lambda handle: handle.write(frames_file.read_bytes()))

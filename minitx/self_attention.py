@@ -22,6 +22,7 @@ class KVCache:
 
     def __init__(self, n_layer, batch_size, n_head, capacity, head_dim, dtype, two_copies):
         shape = (batch_size, n_head, capacity, head_dim)  # (B, NH, capacity, hs)
+        self.layout = (n_layer, n_head, head_dim, np.dtype(dtype).str, two_copies)
         self.capacity = capacity
         self.batch_size = batch_size
         self.length = 0
