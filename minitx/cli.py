@@ -1,4 +1,4 @@
-"""Command-line front end: ``minitx train | generate | eval perplexity | demo``.
+"""Command-line front end: ``minitx train | generate | eval perplexity | demo | figures``.
 
 Errors in the user's input (a bad flag value, a missing file, a damaged checkpoint) are
 printed as one line starting with "error:" and exit with status 2; they are not tracebacks.
@@ -168,6 +168,16 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_figures(args) -> int:
+    from .figures import build_figures
+
+    result = build_figures(_prepare_output_folder(args.out))
+    print(f"Wrote {len(result['written'])} files to {args.out}.")
+    for name, reason in result["skipped"]:
+        print(f"Skipped {name}: {reason}.")
+    return 0
+
+
 def _add_position_flags(parser):
     parser.add_argument("--position", choices=("rope", "self-extend"), default=None,
                         help="run a RoPE-trained model as plain RoPE or with Self-Extend (default: as trained)")
@@ -185,10 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="minitx-demo", help="output folder for checkpoints, results.json and the plot")
     demo.add_argument("--quick", action="store_true", help="a seconds-long run with a tiny model (for tests)")
     demo.add_argument("--steps", type=int, default=None, help="training steps per model (default: 800, or 30 with --quick)")
-    demo.add_argument("--group-size", type=int, default=None, help="Self-Extend group size G (default: 16, or 4 with --quick)")
+    demo.add_argument("--group-size", type=int, default=None, help="Self-Extend group size G (default: 16, with or without --quick)")
     demo.add_argument("--window", type=int, default=None, help="Self-Extend window W in tokens (default: 32, or 8 with --quick)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(run=cmd_demo)
+
+    figures = commands.add_parser("figures", help="regenerate every figure (PNG, SVG, GIF) from seeded code",
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    figures.add_argument("--out", default="figures", help="output folder (files of the same name are replaced)")
+    figures.set_defaults(run=cmd_figures)
 
     tr = commands.add_parser("train", help="train a model and write OUT/model.npz",
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -146,7 +146,8 @@ def train(
             val_loss = validate(done)
         elapsed = time.perf_counter() - started
         rate = tokens_per_step * (done - start) / elapsed
-        bar.set_postfix(loss=f"{loss:.3f}", val=f"{val_loss:.3f}", tok_s=f"{rate:,.0f}")
+        shown_val = "pending" if math.isnan(val_loss) else f"{val_loss:.3f}"  # no validation run yet
+        bar.set_postfix(loss=f"{loss:.3f}", val=shown_val, tok_s=f"{rate:,.0f}")
         if checkpoint_path is not None and config.checkpoint_interval and done % config.checkpoint_interval == 0:
             save(done)
 

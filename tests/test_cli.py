@@ -82,7 +82,7 @@ def test_cli_rejects_bad_lengths(capsys):
     assert "comma-separated integers" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [["demo"], ["train"], ["generate"], ["eval", "perplexity"]])
+@pytest.mark.parametrize("command", [["demo"], ["train"], ["generate"], ["eval", "perplexity"], ["figures"]])
 def test_help_names_defaults(command):
     text = subprocess.run([sys.executable, "-m", "minitx", *command, "--help"], capture_output=True, text=True, check=True).stdout
     assert "default" in text
