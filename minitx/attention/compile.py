@@ -64,16 +64,11 @@ def enable_cache(dispatcher) -> str:
         numba.config.CACHE_DIR = previous
 
 
-def jit(parallel: bool = False, inline: str = "never"):
-    """Return a decorator that compiles a kernel in nopython mode with caching and FASTMATH.
-
-    ``inline="always"`` inlines the function into its callers at the Numba IR level, so it is
-    compiled only as part of them rather than once more on its own.
-    """
+def jit(parallel: bool = False):
+    """Return a decorator that compiles a kernel in nopython mode with caching and FASTMATH."""
 
     def decorate(py_func):
-        options = dict(parallel=parallel, fastmath=set(FASTMATH), cache=False, inline=inline)
-        dispatcher = numba.njit(**options)(py_func)
+        dispatcher = numba.njit(parallel=parallel, fastmath=set(FASTMATH), cache=False)(py_func)
         enable_cache(dispatcher)
         return dispatcher
 
