@@ -1,8 +1,9 @@
 """minitx: a from-scratch transformer in NumPy for learning how position is encoded.
 
 The public names most lessons need are importable from here: ``attend``,
-``attention_weights``, ``ModelConfig``, ``TransformerLM``, ``generate`` and the ``positions``
-subpackage (``Sinusoidal``, ``RoPE``, ``SelfExtend``).
+``attention_weights``, ``ModelConfig``, ``TransformerLM``, ``generate``, ``load_pretrained``
+(the shipped checkpoints by name) and the ``positions`` subpackage (``Sinusoidal``, ``RoPE``,
+``SelfExtend``).
 """
 
 from . import positions
@@ -11,6 +12,7 @@ from .config import ModelConfig
 from .generate import generate
 from .model import TransformerLM
 from .positions import RoPE, SelfExtend, Sinusoidal
+from .recipes import load_pretrained
 
 __version__ = "0.1.0"
 
@@ -23,5 +25,6 @@ __all__ = [
     "attend",
     "attention_weights",
     "generate",
+    "load_pretrained",
     "positions",
 ]

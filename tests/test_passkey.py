@@ -19,7 +19,7 @@ def tokenizer():
 
 
 class RuleModel:
-    """A causal stand-in for a language model that answers by reading the text.
+    """A causal stand-in for a language model that finds the key by reading the text.
 
     At each position it predicts the next character of the answer once the question has been
     read: a space, then the digits of the key it finds (``transform`` can spoil the key). Every
@@ -39,10 +39,10 @@ class RuleModel:
             text = self.tokenizer.decode(tokens[b])
             found = KEY_PATTERN.search(text)
             answer = " " + self.transform(found.group(1)) if found else ""
-            asked = text.find(QUESTION)
+            question = text.find(QUESTION)
             for t in range(T):
-                read = t + 1 - (asked + len(QUESTION))  # answer characters already read at position t
-                if asked >= 0 and 0 <= read < len(answer):
+                read = t + 1 - (question + len(QUESTION))  # answer characters already read at position t
+                if question >= 0 and 0 <= read < len(answer):
                     logits[b, t, self.tokenizer.ids[answer[read]]] = 1.0
         return logits, None
 
@@ -120,9 +120,11 @@ def test_evaluator_right_model_scores_one(tokenizer):
     model = RuleModel(tokenizer)
     result = evaluate_passkey(model, tokenizer, [200, 512], depths=(0.0, 0.5, 1.0), n_keys=5, batch_size=3)
     assert result["accuracy"] == [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
-    assert result["lengths"] == [200, 512] and result["depths"] == [0.0, 0.5, 1.0]
-    expected, given = result["answers"]["512/0.5"][0]
-    assert expected == given and len(expected) == 5
+    assert result["lengths"] == [200, 512]
+    assert result["depths"] == [0.0, 0.5, 1.0]
+    expected, predicted = result["answers"]["512/0.5"][0]
+    assert predicted == expected
+    assert len(expected) == 5
 
 
 def test_evaluator_reads_whole_length(tokenizer):

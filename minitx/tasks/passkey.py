@@ -8,7 +8,7 @@ The prompt format is the one used by the long-context literature that Self-Exten
 
 The filler is the five sentences of ``FILLER`` repeated, cut so that the whole prompt has
 exactly ``length`` characters. With the character and byte tokenizers every character of the
-prompt is one token, so ``length`` is also the prompt length in tokens. ``depth`` (0 to 1) says
+prompt is one token, so ``length`` is also the prompt length in tokens. ``depth`` (0 to 1) sets
 where the key sentence sits in the filler: 0 at the start, 1 right before the question. It is
 rounded to the nearest sentence start, so the key never splits a filler sentence; the filler
 itself may begin mid-sentence, so depth 0 can leave a fragment of up to one sentence before
@@ -87,7 +87,7 @@ def make_prompt(length: int, depth: float, key: str) -> PasskeyPrompt:
     offset = len(repeated) - filler_length
     filler = repeated[offset:]
 
-    # The key goes at the sentence start nearest to depth * filler_length; the end of the
+    # The key goes at the sentence start nearest to depth * filler_length. The end of the
     # filler counts as a sentence start, so depth 1 always puts the key before the question.
     starts = [p for p in range(filler_length + 1) if repeated[offset + p - 2:offset + p] == ". "]
     starts = np.array(sorted(set(starts + [filler_length])))
@@ -176,13 +176,13 @@ def evaluate_passkey(
     method: str = "score",
     progress: bool = False,
 ) -> dict:
-    """Return the exact-match accuracy of every (length, depth) cell, with the answers given.
+    """Return the exact-match accuracy of every (length, depth) cell, with the predicted answers.
 
     A length N counts every token the model reads: a prompt of N - 6 tokens and the 6-token
     answer (a space and five digits), so at N = L the whole exchange fits the training window.
-    The result holds ``lengths``, ``depths``, ``accuracy`` (a list per length, one value per
+    The result contains ``lengths``, ``depths``, ``accuracy`` (a list per length, one value per
     depth), ``n_keys``, ``method`` and ``answers`` (per "length/depth" cell, the expected and
-    the given answer of each key). Lengths past ``model.max_length()`` are evaluated anyway:
+    the predicted answer of each key). Lengths past ``model.max_length()`` are evaluated anyway:
     that is the experiment. ``method`` is "score" (teacher-forced argmax, one forward per
     batch) or "generate" (greedy decoding with the KV cache); both give the same accuracy.
     """
@@ -203,10 +203,10 @@ def evaluate_passkey(
         row = []
         for depth in depths:
             prompts = sample_prompts(N - answer_length, depth, n_keys, seed)
-            given = answer_fn(model, tokenizer, prompts, batch_size)
-            correct = [answer == prompt.answer for answer, prompt in zip(given, prompts)]
+            predicted = answer_fn(model, tokenizer, prompts, batch_size)
+            correct = [answer == prompt.answer for answer, prompt in zip(predicted, prompts)]
             row.append(float(np.mean(correct)))
-            answers[f"{N}/{depth:g}"] = [[prompt.answer.strip(), answer.strip()] for prompt, answer in zip(prompts, given)]
+            answers[f"{N}/{depth:g}"] = [[prompt.answer.strip(), answer.strip()] for prompt, answer in zip(prompts, predicted)]
             cells.update()
         accuracy.append(row)
     cells.close()
