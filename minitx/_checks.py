@@ -34,6 +34,17 @@ def check_positive_float(name: str, value) -> float:
     return value
 
 
+def check_finite_float(name: str, value, minimum: float | None = None) -> float:
+    """Return ``value`` as a float, or raise if it is not a finite number >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} of type {type(value).__name__}.")
+    value = float(value)
+    if not np.isfinite(value) or (minimum is not None and value < minimum):
+        rule = "a finite number" + (f" >= {minimum}" if minimum is not None else "")
+        raise ValueError(f"{name} must be {rule}, got {value}.")
+    return value
+
+
 def check_float_array(name: str, x, ndim: int | None = None) -> np.ndarray:
     """Return ``x`` as a float32 or float64 array, or raise with the reason and the fix.
 
@@ -45,6 +56,15 @@ def check_float_array(name: str, x, ndim: int | None = None) -> np.ndarray:
         raise TypeError(
             f"{name} must be a NumPy array, got {type(x).__name__}. Convert it with np.asarray(...)."
         )
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array; attention would ignore its mask. Pass a plain array, "
+            f"for example {name}.filled(0.0), and express masking through causal=True."
+        )
+    if x.dtype.kind == "f" and x.dtype.itemsize in (4, 8) and not x.dtype.isnative:
+        raise TypeError(
+            f"{name} has non-native byte order ({x.dtype.str}). Convert it with {name}.astype({name}.dtype.newbyteorder('='))."
+        )
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"{name} has dtype {x.dtype}, but only float32 and float64 are supported. "
@@ -52,8 +72,9 @@ def check_float_array(name: str, x, ndim: int | None = None) -> np.ndarray:
         )
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {x.shape}.")
-    if not np.isfinite(x).all():
-        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+    finite = np.isfinite(np.asarray(x))
+    if not finite.all():
+        bad = int(np.size(x) - np.count_nonzero(finite))
         raise ValueError(
             f"{name} contains {bad} non-finite value(s) (NaN or inf). "
             "Check the values that produced it; attention cannot give a finite result from them."
@@ -101,6 +122,11 @@ def check_positions(name: str, positions, length: int | None = None) -> np.ndarr
         raise ValueError(f"{name} must be 1-D, got shape {positions.shape}.")
     if positions.size and int(positions.min()) < 0:
         raise ValueError(f"{name} must be >= 0, got minimum {int(positions.min())}.")
+    if positions.size and int(positions.max()) > 2**53:
+        raise ValueError(
+            f"{name} must be <= 2**53, got {int(positions.max())}: larger integers are not exact "
+            "in the float64 angle computation."
+        )
     if length is not None and positions.shape[0] != length:
         raise ValueError(
             f"{name} has {positions.shape[0]} entries, but the input has {length} positions "

@@ -5,21 +5,20 @@ never runs code. Text (config, tokenizer, training metadata) is stored as 0-d un
 holding JSON. A SHA-256 digest of every other array is stored too and checked on load, so a
 truncated or edited file is rejected instead of giving a silently different model.
 
-Writes go to a temporary file in the target folder that is renamed over the target only when
-complete, so an interrupted save never leaves a half-written checkpoint.
+Writes go through ``atomic_write``, so an interrupted save never leaves a half-written
+checkpoint and a failed save keeps the previous one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ._files import atomic_write
 from .config import ModelConfig
 from .data import tokenizer_from_json
 from .model import TransformerLM
@@ -40,23 +39,6 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
     return sha.hexdigest()
 
 
-def atomic_write(path, write) -> Path:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_checkpoint(path, model: TransformerLM, tokenizer, optimizer=None, meta: dict | None = None) -> Path:
     """Write ``model`` (and optionally the AdamW state and JSON ``meta``) to ``path`` atomically."""
     arrays = {f"param.{name}": array for name, array in model.named_parameters()}
@@ -73,18 +55,24 @@ def save_checkpoint(path, model: TransformerLM, tokenizer, optimizer=None, meta:
 def read_checkpoint(path) -> dict[str, np.ndarray]:
     """Return every array of the checkpoint at ``path`` after checking its format and digest."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"Checkpoint {str(path)!r} is a directory. Pass the .npz file inside it, such as {str(path / 'model.npz')!r}.")
     if not path.is_file():
         raise CheckpointError(
             f"Checkpoint {str(path)!r} not found. Train one with `minitx train --out DIR`, "
             "which writes DIR/model.npz."
         )
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array, not an .npz archive")
+        with archive:
             arrays = {name: archive[name] for name in archive.files}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
+        reason = "it contains Python objects" if "pickle" in str(error) else f"{type(error).__name__}: {error}"
         raise CheckpointError(
-            f"Checkpoint {str(path)!r} could not be read ({type(error).__name__}: {error}). "
-            "It is truncated or not a minitx checkpoint; save it again."
+            f"Checkpoint {str(path)!r} could not be read ({reason}). It is truncated, or not "
+            "a minitx checkpoint; write it again with minitx train or save_checkpoint."
         ) from None
 
     missing = [name for name in ("format", "digest", "config", "tokenizer", "meta") if name not in arrays]
@@ -108,9 +96,15 @@ def load_checkpoint(path):
     ``optimizer_state`` is a dict for ``AdamW.load_state``, empty when none was saved.
     """
     arrays = read_checkpoint(path)
-    config = ModelConfig.from_json(str(arrays["config"]))
-    tokenizer = tokenizer_from_json(str(arrays["tokenizer"]))
-    meta = json.loads(str(arrays["meta"]))
+    try:
+        config = ModelConfig.from_json(str(arrays["config"]))
+        tokenizer = tokenizer_from_json(str(arrays["tokenizer"]))
+        meta = json.loads(str(arrays["meta"]))
+    except (ValueError, TypeError, KeyError) as error:
+        raise CheckpointError(
+            f"Checkpoint {str(path)!r} has an invalid config, tokenizer or metadata entry "
+            f"({type(error).__name__}: {error}). Write it again with minitx train or save_checkpoint."
+        ) from None
 
     model = TransformerLM(config)
     params = {name[len("param."):]: a for name, a in arrays.items() if name.startswith("param.")}

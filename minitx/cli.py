@@ -1,4 +1,4 @@
-"""Command-line front end: ``minitx train | generate | eval {perplexity,passkey,long-context} | demo``.
+"""Command-line front end: ``minitx train | generate | eval {perplexity,passkey,long-context} | demo | figures``.
 
 Errors in the user's input (a bad flag value, a missing file, a damaged checkpoint) are
 printed as one line starting with "error:" and exit with status 2; they are not tracebacks.
@@ -30,6 +30,21 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _prepare_output_folder(folder) -> Path:
+    """Create ``folder`` and check it is writable, before any long work starts."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"--out {str(folder)!r} is a file. Choose a folder path.")
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / ".minitx-write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise PermissionError(f"--out {str(folder)!r} is not writable ({error.strerror}). Choose another folder.") from None
+    return folder
+
+
 def _load_corpus(data):
     from .data import load_default_corpus, load_text
 
@@ -50,9 +65,10 @@ def _apply_position(model, args):
     """Return ``model`` switched to the encoding asked for with --position, if any."""
     from .positions import RoPE, SelfExtend
 
-    if args.position in (None, model.config.position):
-        if args.position != "self-extend":
-            return model
+    if args.position != "self-extend" and (args.group_size is not None or args.window is not None):
+        raise ValueError("--group-size and --window apply to Self-Extend only. Add --position self-extend.")
+    if args.position in (None, model.config.position) and args.position != "self-extend":
+        return model
     c = model.config
     if args.position == "sinusoidal" or c.position == "sinusoidal":
         raise ValueError(
@@ -60,7 +76,9 @@ def _apply_position(model, args):
             "a sinusoidal table and rotations are not interchangeable. Drop --position to use it as trained."
         )
     if args.position == "self-extend":
-        return model.with_position(SelfExtend(c.head_dim, args.group_size, args.window, base=c.base, pairing=c.pairing))
+        group_size = 8 if args.group_size is None else args.group_size
+        window = 32 if args.window is None else args.window
+        return model.with_position(SelfExtend(c.head_dim, group_size, window, base=c.base, pairing=c.pairing))
     if args.position == "rope":
         return model.with_position(RoPE(c.head_dim, base=c.base, pairing=c.pairing))
     raise ValueError(f"A model trained with position={c.position!r} cannot be evaluated as {args.position!r}.")
@@ -76,7 +94,7 @@ def cmd_train(args) -> int:
     if args.recipe:
         return _train_recipe(args)
     text = _load_corpus(args.data)
-    out = Path(args.out)
+    out = _prepare_output_folder(args.out)
     checkpoint = out / "model.npz"
     train_config = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, min_learning_rate=args.min_lr,
@@ -86,8 +104,16 @@ def cmd_train(args) -> int:
     resume = None
     if args.resume:
         model, tokenizer, optimizer_state, meta = load_checkpoint(checkpoint)
+        if "step" not in meta or "history" not in meta or not optimizer_state:
+            raise CheckpointError(
+                f"{checkpoint} holds no training state (step, history and optimizer), so training "
+                "cannot resume from it. Train without --resume, or into another --out folder."
+            )
+        if meta["step"] >= args.steps:
+            print(f"{checkpoint} is already at step {meta['step']}; pass --steps above {meta['step']} to train further.")
+            return 0
         resume = {"optimizer_state": optimizer_state, "meta": meta}
-        print(f"Resuming {checkpoint} from step {meta['step']}.")
+        print(f"Resuming {checkpoint} from step {meta['step']}; the model settings come from the checkpoint.")
     else:
         tokenizer = build_tokenizer(args.tokenizer, text)
         config = ModelConfig(tokenizer.vocab_size, args.context_length, n_layer=args.n_layer, n_head=args.n_head,
@@ -109,7 +135,7 @@ def _train_recipe(args) -> int:
     recipe = get_recipe(args.recipe)
     if args.resume or args.data:
         raise ValueError("--recipe fixes the corpus and trains from scratch; drop --resume and --data.")
-    checkpoint = Path(args.out) / f"{recipe.name}.npz"
+    checkpoint = _prepare_output_folder(args.out) / f"{recipe.name}.npz"
     print(f"Recipe {recipe.name}: {recipe.description}, {recipe.steps} steps of {recipe.batch_size} x "
           f"{recipe.context_length} tokens, seed {recipe.seed}.")
     _, _, history = run_recipe(recipe.name, out=checkpoint, progress=not args.no_progress)
@@ -146,6 +172,8 @@ def cmd_eval_perplexity(args) -> int:
     from .recipes import load_pretrained
     from .tasks import perplexity_by_length, sweep_self_extend
 
+    if args.out:
+        _prepare_output_folder(args.out)
     trained, tokenizer = load_pretrained(args.model)
     model = _apply_position(trained, args)
     sweep = _sweep_requested(args)
@@ -169,7 +197,7 @@ def cmd_eval_perplexity(args) -> int:
         print(f"\nSelf-Extend G x W, perplexity at {length} tokens:")
         print(format_sweep_table(payload["sweep"]))
     if args.out:
-        out = Path(args.out)
+        out = _prepare_output_folder(args.out)
         written = [write_json(out / "perplexity.json", payload),
                    save_figure(plot_perplexity_by_length({name: results}, L), out / "perplexity_by_length.png")]
         if sweep:
@@ -217,7 +245,7 @@ def cmd_eval_passkey(args) -> int:
         print(f"\nSelf-Extend G x W, passkey accuracy at {length} tokens (mean over depths):")
         print(format_sweep_table(payload["sweep"], "{:.0%}"))
     if args.out:
-        out = Path(args.out)
+        out = _prepare_output_folder(args.out)
         written = [write_json(out / "passkey.json", payload),
                    save_figure(plot_passkey_heatmaps({name: result}, L), out / "passkey_heatmap.png")]
         if sweep:
@@ -231,7 +259,7 @@ def cmd_eval_passkey(args) -> int:
 def cmd_eval_long_context(args) -> int:
     from .long_context import run_long_context_study
 
-    run_long_context_study(args.out, n_keys=args.keys, progress=not args.no_progress)
+    run_long_context_study(_prepare_output_folder(args.out), n_keys=args.keys, progress=not args.no_progress)
     return 0
 
 
@@ -245,7 +273,17 @@ def cmd_demo(args) -> int:
         settings = dataclasses.replace(settings, group_size=args.group_size)
     if args.window is not None:
         settings = dataclasses.replace(settings, window=args.window)
-    run_demo(args.out, settings, progress=not args.no_progress)
+    run_demo(_prepare_output_folder(args.out), settings, progress=not args.no_progress)
+    return 0
+
+
+def cmd_figures(args) -> int:
+    from .figures import build_figures
+
+    result = build_figures(_prepare_output_folder(args.out), long_context=not args.no_long_context)
+    print(f"Wrote {len(result['written'])} files to {args.out}.")
+    for name, reason in result["skipped"]:
+        print(f"Skipped {name}: {reason}.")
     return 0
 
 
@@ -253,8 +291,8 @@ def _add_position_flags(parser):
     parser.add_argument("--position", choices=("sinusoidal", "rope", "self-extend"), default=None,
                         help="run a RoPE-trained model as plain RoPE or with Self-Extend; a sinusoidal "
                              "model only as sinusoidal (default: as trained)")
-    parser.add_argument("--group-size", type=int, default=8, help="Self-Extend group size G (default: 8)")
-    parser.add_argument("--window", type=int, default=32, help="Self-Extend neighbour window W, in tokens (default: 32)")
+    parser.add_argument("--group-size", type=int, default=None, help="Self-Extend group size G (default: 8)")
+    parser.add_argument("--window", type=int, default=None, help="Self-Extend neighbour window W, in tokens (default: 32)")
 
 
 def _add_sweep_flags(parser):
@@ -274,10 +312,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="minitx-demo", help="output folder for checkpoints, results.json and the plot")
     demo.add_argument("--quick", action="store_true", help="a seconds-long run with a tiny model (for tests)")
     demo.add_argument("--steps", type=int, default=None, help="training steps per model (default: 800, or 30 with --quick)")
-    demo.add_argument("--group-size", type=int, default=None, help="Self-Extend group size G (default: 16, or 4 with --quick)")
+    demo.add_argument("--group-size", type=int, default=None, help="Self-Extend group size G (default: 16, with or without --quick)")
     demo.add_argument("--window", type=int, default=None, help="Self-Extend window W in tokens (default: 32, or 8 with --quick)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(run=cmd_demo)
+
+    figures = commands.add_parser("figures", help="regenerate every figure (PNG, SVG, GIF) from seeded code",
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    figures.add_argument("--out", default="figures", help="output folder (files of the same name are replaced)")
+    figures.add_argument("--no-long-context", action="store_true",
+                         help="leave out the long-context study on the shipped checkpoints, which takes minutes")
+    figures.set_defaults(run=cmd_figures)
 
     tr = commands.add_parser("train", help="train a model and write OUT/model.npz",
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -286,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", default=None, help="UTF-8 text file (default: the CPython language reference topics)")
     tr.add_argument("--tokenizer", choices=("char", "byte"), default="char", help="one id per character, or per UTF-8 byte")
     tr.add_argument("--out", default="minitx-run", help="output folder")
-    tr.add_argument("--resume", action="store_true", help="continue training from OUT/model.npz")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue training from OUT/model.npz; the model and tokenizer settings then come from the checkpoint")
     tr.add_argument("--position", choices=("rope", "sinusoidal"), default="rope", help="position encoding to train with")
     tr.add_argument("--context-length", type=int, default=128, help="training length L, in tokens")
     tr.add_argument("--n-layer", type=int, default=3, help="number of transformer blocks")
@@ -367,8 +413,11 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:
         return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError, CheckpointError) as error:
+    except (ValueError, TypeError, OSError, CheckpointError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory. Use a smaller model, batch or length.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -19,8 +19,9 @@ DTYPES = ("float32", "float64")
 class ModelConfig:
     """Architecture of a decoder-only transformer.
 
-    ``context_length`` is the training length L: the model refuses longer inputs unless told
-    to extrapolate, or unless its position encoding (Self-Extend) maps them inside L.
+    ``context_length`` is the training length L. The model rejects longer inputs unless it is
+    called with ``extrapolate=True``, or unless its position encoding (Self-Extend) maps them
+    inside L.
     ``position`` is "sinusoidal", "rope" or "self-extend"; ``base`` and ``pairing`` apply to
     the rotary ones, ``group_size`` and ``window`` to Self-Extend.
     """
@@ -39,26 +40,25 @@ class ModelConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        check_int("vocab_size", self.vocab_size, minimum=1)
-        check_int("context_length", self.context_length, minimum=1)
-        check_int("n_layer", self.n_layer, minimum=1)
-        check_int("n_head", self.n_head, minimum=1)
-        check_int("n_embd", self.n_embd, minimum=1)
+        # Store plain ints and floats, so NumPy scalars never reach the JSON of a checkpoint.
+        for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd", "group_size", "window"):
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=1))
+        object.__setattr__(self, "base", check_positive_float("base", self.base))
+        for name in ("position", "pairing", "norm", "dtype"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a string, got {getattr(self, name)!r}.")
         if self.n_embd % self.n_head:
             raise ValueError(
                 f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; each head gets "
                 "n_embd // n_head channels. Choose n_embd as a multiple of n_head."
             )
         check_position_name(self.position)
-        check_positive_float("base", self.base)
         if self.pairing not in PAIRINGS:
             raise ValueError(f"pairing must be one of {PAIRINGS}, got {self.pairing!r}.")
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {tuple(NORMS)}, got {self.norm!r}.")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}.")
-        check_int("group_size", self.group_size, minimum=1)
-        check_int("window", self.window, minimum=1)
         self.build_position()  # raises for an odd head_dim with a rotary encoding
 
     @property

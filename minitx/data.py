@@ -31,6 +31,8 @@ def load_default_corpus() -> str:
 def load_text(path) -> str:
     """Return the text of a UTF-8 file, or raise naming the file and the problem."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"Data file {str(path)!r} is a directory. Pass the path of a UTF-8 text file.")
     if not path.is_file():
         raise FileNotFoundError(f"Data file {str(path)!r} not found. Pass the path of a UTF-8 text file.")
     raw = path.read_bytes()
@@ -39,7 +41,7 @@ def load_text(path) -> str:
     except UnicodeDecodeError as error:
         raise ValueError(
             f"Data file {str(path)!r} is not valid UTF-8 (byte {error.start}: {raw[error.start:error.start + 1]!r}). "
-            "Convert it, for example with iconv -t UTF-8, or train with --tokenizer byte."
+            "Convert it to UTF-8 first, for example with iconv -f LATIN1 -t UTF-8 for Latin-1 text."
         ) from None
     if not text:
         raise ValueError(f"Data file {str(path)!r} is empty. Training needs text.")
@@ -72,9 +74,9 @@ class CharTokenizer:
         """Return the (T,) int64 ids of ``text``; raises on characters outside the vocabulary."""
         unknown = sorted(set(text) - self.ids.keys())
         if unknown:
-            shown = "".join(unknown[:20])
+            listed = "".join(unknown[:20])
             raise ValueError(
-                f"{len(unknown)} character(s) are not in the tokenizer's vocabulary: {shown!r}. "
+                f"{len(unknown)} character(s) are not in the tokenizer's vocabulary: {listed!r}. "
                 "Use only characters of the training text, or train with --tokenizer byte."
             )
         return np.array([self.ids[ch] for ch in text], dtype=np.int64)

@@ -17,9 +17,9 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 
-from .checkpoint import atomic_write, save_checkpoint
+from ._checks import check_int
+from .checkpoint import atomic_write
 from .config import ModelConfig
 from .data import CharTokenizer, load_default_corpus, split_train_val
 from .generate import generate
@@ -49,6 +49,14 @@ class DemoSettings:
     window: int = 32
     new_tokens: int = 200
     seed: int = 0
+
+    def __post_init__(self):
+        # Fail before training, not after it: build what the run will build later.
+        ModelConfig(1, self.context_length, n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd)
+        TrainConfig(steps=self.steps, batch_size=self.batch_size, eval_interval=self.eval_interval, seed=self.seed)
+        SelfExtend(self.n_embd // self.n_head, self.group_size, self.window)
+        for name in ("eval_tokens", "new_tokens"):
+            check_int(name, getattr(self, name), minimum=1)
 
     @classmethod
     def quick(cls) -> "DemoSettings":

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_int, check_tokens
+from ._checks import check_finite_float, check_int, check_tokens
 
 
 def _sample(logits: np.ndarray, temperature: float, top_k: int | None, rng) -> np.ndarray:
     """Return one token id per row of ``logits`` (B, V)."""
     if temperature == 0:
         return logits.argmax(axis=-1)
-    logits = logits.astype(np.float64) / temperature
+    # Subtracting the max before dividing keeps tiny temperatures from overflowing.
+    logits = logits.astype(np.float64)
+    logits = (logits - logits.max(axis=-1, keepdims=True)) / temperature
     if top_k is not None and top_k < logits.shape[-1]:
-        kth = np.partition(logits, -top_k, axis=-1)[:, -top_k][:, None]  # (B, 1)
-        logits = np.where(logits < kth, -np.inf, logits)
-    probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        dropped = np.argsort(-logits, axis=-1, kind="stable")[:, top_k:]  # ties keep the lower ids
+        np.put_along_axis(logits, dropped, -np.inf, axis=-1)
+    probs = np.exp(logits)
     probs /= probs.sum(axis=-1, keepdims=True)
     return np.array([rng.choice(probs.shape[-1], p=row) for row in probs])
 
@@ -44,11 +46,12 @@ def generate(
     ``extrapolate`` is True.
     """
     prompt = np.asarray(prompt) if not isinstance(prompt, np.ndarray) else prompt
+    if prompt.size == 0:
+        raise ValueError(f"prompt is empty (shape {prompt.shape}). Give at least one token to continue.")
     squeeze = prompt.ndim == 1
     tokens = check_tokens("prompt", prompt[None, :] if squeeze else prompt, model.config.vocab_size)
     max_new_tokens = check_int("max_new_tokens", max_new_tokens, minimum=0)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not np.isfinite(temperature) or temperature < 0:
-        raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy), got {temperature!r}.")
+    temperature = check_finite_float("temperature (0 is greedy)", temperature, minimum=0.0)
     if top_k is not None:
         top_k = check_int("top_k", top_k, minimum=1)
     B, T = tokens.shape

@@ -172,9 +172,8 @@ def run_long_context_study(out_dir="figures", n_keys: int = 10, progress: bool =
                 out_dir / "self_extend_sweep_perplexity.png")
     results["sweep"] = {"passkey": passkey_sweep, "perplexity": perplexity_sweep}
 
-    results["seconds"] = time.perf_counter() - started
     path = write_json(out_dir / "long_context.json", results)
-    echo(f"\nWrote {path} and the figures in {out_dir} ({results['seconds']:.0f} s).")
+    echo(f"\nWrote {path} and the figures in {out_dir} ({time.perf_counter() - started:.0f} s).")
     return results
 
 
@@ -199,8 +198,7 @@ def attention_to_key(model, tokenizer, prompt) -> np.ndarray:
     weights = []
     for block in model.blocks:
         attn = block.attn
-        qkv = attn.c_attn.forward(attn.c_attn.x)  # (1, T, C) -> (1, T, 3C)
-        q, k, _ = (attn._split_heads(part) for part in np.split(qkv, 3, axis=-1))  # (1, NH, T, hs) each
+        q, k, _ = attn.project_qkv(attn.c_attn.x)  # (1, T, C) -> (1, NH, T, hs) each, not rotated
         position = model.position if model.position.kind == "rotary" else None
         probs = attention_weights(q[:, :, -1:], k, position=position)  # (1, NH, 1, T)
         weights.append(probs[0, :, 0, key_positions].sum(axis=0))  # (10, NH) -> (NH,)

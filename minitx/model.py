@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from ._checks import check_tokens
+from ._checks import check_int, check_tokens
 from .config import ModelConfig
 from .layers import IGNORE_INDEX, MLP, NORMS, Embedding, Linear, Module, cross_entropy
 from .positions import PositionEncoding, RoPE, SelfExtend, pairing_permutation
@@ -108,10 +108,11 @@ class TransformerLM(Module):
         if T > limit and not extrapolate:
             L = self.config.context_length
             hint = (
-                "Pass extrapolate=True to run it anyway (expect the loss to grow past the "
-                "training length), or switch a RoPE model to Self-Extend with "
-                "model.with_position(SelfExtend(...)), choosing group_size and window so that "
-                f"SelfExtend.max_length({L}) >= {T}."
+                "Pass extrapolate=True (--extrapolate on the command line) to run it anyway, "
+                "and expect the loss to grow past the training length. Or switch a RoPE model "
+                "to Self-Extend with model.with_position(SelfExtend(...)) (--position "
+                "self-extend --group-size G --window W), choosing G and W so that "
+                f"G * ({L} - W + W // G) >= {T}."
             )
             raise ValueError(
                 f"Input length T={T} exceeds {limit}, the longest input this model supports "
@@ -167,25 +168,35 @@ class TransformerLM(Module):
 
     # ----------------------------------------------------------------- decoding with a cache
 
+    def _cache_layout(self) -> tuple:
+        two_copies = self.position.kind == "rotary" and self.position.window is not None
+        c = self.config
+        return (c.n_layer, c.n_head, c.head_dim, self.dtype.str, two_copies)
+
     def new_cache(self, batch_size: int, capacity: int) -> KVCache:
         """Return an empty KV cache for ``batch_size`` rows of up to ``capacity`` tokens."""
-        two_copies = self.position.kind == "rotary" and self.position.window is not None
-        return KVCache(
-            self.config.n_layer, batch_size, self.config.n_head, capacity,
-            self.config.head_dim, self.dtype, two_copies,
-        )
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        capacity = check_int("capacity", capacity, minimum=1)
+        n_layer, n_head, head_dim, dtype, two_copies = self._cache_layout()
+        return KVCache(n_layer, batch_size, n_head, capacity, head_dim, np.dtype(dtype), two_copies)
 
     def forward_cached(self, tokens, cache: KVCache, extrapolate: bool = False) -> np.ndarray:
         """Append ``tokens`` (B, T_new) to ``cache``; return their logits (B, T_new, V)."""
         tokens = check_tokens("tokens", tokens, self.config.vocab_size)
         B, T = tokens.shape
+        if not isinstance(cache, KVCache) or cache.layout != self._cache_layout():
+            raise ValueError(
+                f"The cache was not made for this model: its (layers, heads, head size, dtype, two "
+                f"key copies) are {getattr(cache, 'layout', None)}, the model needs "
+                f"{self._cache_layout()}. Make it with model.new_cache(batch_size, capacity)."
+            )
         if B != cache.batch_size:
             raise ValueError(f"tokens have batch size {B}, but the cache was made for {cache.batch_size}.")
         end = cache.length + T
         if end > cache.capacity:
             raise ValueError(
-                f"The cache holds {cache.capacity} positions; {cache.length} are used and "
-                f"{T} more were given. Make the cache with capacity >= {end}."
+                f"The cache has room for {cache.capacity} positions, {cache.length} are used, and "
+                f"{T} more were passed. Make the cache with capacity >= {end}."
             )
         self._check_length(end, extrapolate)
         positions = np.arange(cache.length, end)

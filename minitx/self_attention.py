@@ -22,6 +22,7 @@ class KVCache:
 
     def __init__(self, n_layer, batch_size, n_head, capacity, head_dim, dtype, two_copies):
         shape = (batch_size, n_head, capacity, head_dim)  # (B, NH, capacity, hs)
+        self.layout = (n_layer, n_head, head_dim, np.dtype(dtype).str, two_copies)
         self.capacity = capacity
         self.batch_size = batch_size
         self.length = 0
@@ -50,11 +51,15 @@ class CausalSelfAttention(Module):
         B, T, C = x.shape
         return x.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)  # (B, T, C) -> (B, NH, T, hs)
 
+    def project_qkv(self, x):
+        """Return the un-rotated q, k, v of x (B, T, C), each (B, NH, T, hs)."""
+        qkv = self.c_attn.forward(x)  # (B, T, C) -> (B, T, 3C)
+        return tuple(self._split_heads(part) for part in np.split(qkv, 3, axis=-1))
+
     def forward(self, x, positions, layer_cache=None):
         """Return (B, T, C); with ``layer_cache`` the new keys are appended at ``positions``."""
         B, T, C = x.shape
-        qkv = self.c_attn.forward(x)  # (B, T, C) -> (B, T, 3C)
-        q, k, v = (self._split_heads(part) for part in np.split(qkv, 3, axis=-1))  # (B, NH, T, hs) each
+        q, k, v = self.project_qkv(x)  # (B, NH, T, hs) each
 
         if self.position is not None and self.position.kind == "rotary":
             q_near, q_far = self.position.rotate_queries(q, positions)

@@ -19,7 +19,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._checks import check_int, check_positive_float
+from ._checks import check_finite_float, check_int, check_positive_float
 from .checkpoint import save_checkpoint
 from .data import get_batch
 from .optim import AdamW, clip_grad_norm, learning_rate
@@ -44,17 +44,20 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        check_int("steps", self.steps, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_positive_float("learning_rate", self.learning_rate)
-        check_positive_float("min_learning_rate", self.min_learning_rate)
-        check_int("warmup_steps", self.warmup_steps, minimum=0)
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError("weight_decay and grad_clip must be >= 0 (0 turns them off).")
-        check_int("eval_interval", self.eval_interval, minimum=1)
-        check_int("eval_batches", self.eval_batches, minimum=1)
-        check_int("checkpoint_interval", self.checkpoint_interval, minimum=0)
-        check_int("seed", self.seed, minimum=0)
+        # Store plain ints and floats, so NumPy scalars never reach the JSON of a checkpoint.
+        minimums = {"steps": 1, "batch_size": 1, "warmup_steps": 0, "eval_interval": 1,
+                    "eval_batches": 1, "checkpoint_interval": 0, "seed": 0}
+        for name, minimum in minimums.items():
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=minimum))
+        for name in ("learning_rate", "min_learning_rate"):
+            object.__setattr__(self, name, check_positive_float(name, getattr(self, name)))
+        for name in ("weight_decay", "grad_clip"):  # 0 turns them off
+            object.__setattr__(self, name, check_finite_float(name, getattr(self, name), minimum=0.0))
+        if self.min_learning_rate > self.learning_rate:
+            raise ValueError(
+                f"min_learning_rate={self.min_learning_rate} is above learning_rate={self.learning_rate}; "
+                "the cosine schedule decays from the peak down to the minimum. Lower min_learning_rate."
+            )
 
 
 def estimate_loss(model, tokens, batch_size: int, n_batches: int, seed: int = 0) -> float:
@@ -96,6 +99,12 @@ def train(
     if checkpoint_path is not None and tokenizer is None:
         raise ValueError("Saving checkpoints needs the tokenizer: pass tokenizer=...")
     T = model.config.context_length
+    for split, tokens in (("training", train_tokens), ("validation", val_tokens)):
+        if len(tokens) < T + 1:
+            raise ValueError(
+                f"The {split} split has {len(tokens)} tokens, fewer than context_length + 1 = {T + 1}. "
+                f"Use a longer text (the validation split is its last 10%) or a shorter context_length."
+            )
     if sample_batch is None:
         sample_batch = lambda batch_size, length, rng: get_batch(train_tokens, batch_size, length, rng)
     params = model.parameters()
@@ -144,7 +153,8 @@ def train(
             val_loss = validate(done)
         elapsed = time.perf_counter() - started
         rate = tokens_per_step * (done - start) / elapsed
-        bar.set_postfix(loss=f"{loss:.3f}", val=f"{val_loss:.3f}", tok_s=f"{rate:,.0f}")
+        shown_val = "pending" if math.isnan(val_loss) else f"{val_loss:.3f}"  # no validation run yet
+        bar.set_postfix(loss=f"{loss:.3f}", val=shown_val, tok_s=f"{rate:,.0f}")
         if checkpoint_path is not None and config.checkpoint_interval and done % config.checkpoint_interval == 0:
             save(done)
 

@@ -120,7 +120,7 @@ def test_model_rejects_bad_tokens():
 
 def test_generate_rejects_bad_settings():
     model = TransformerLM(ModelConfig(vocab_size=5, context_length=8, n_layer=1, n_head=2, n_embd=8))
-    with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
+    with pytest.raises(ValueError, match=r"temperature \(0 is greedy\) must be a finite number >= 0"):
         generate(model, np.array([1]), 3, temperature=-1)
     with pytest.raises(ValueError, match="top_k must be >= 1"):
         generate(model, np.array([1]), 3, top_k=0)
@@ -138,3 +138,104 @@ def test_no_nan_from_extreme_but_finite_scores(rng):
 def test_public_names_exist():
     for name in ("attend", "attention_weights", "ModelConfig", "TransformerLM", "generate", "positions"):
         assert hasattr(minitx, name), name
+
+
+def test_attend_rejects_masked_arrays(rng):
+    q = good(rng)
+    with pytest.raises(TypeError, match="masked array"):
+        attend(np.ma.masked_invalid(q), q, q)
+
+
+def test_attention_weights_rejects_non_bool_causal(rng):
+    q = good(rng)
+    for causal in (None, 0, "no"):
+        with pytest.raises(TypeError, match="causal must be True or False"):
+            attention_weights(q, q, causal=causal)
+
+
+@pytest.mark.parametrize("scale, dtype", [(1e154, np.float64), (2e19, np.float32)])
+def test_scores_that_would_overflow_are_rejected(rng, scale, dtype):
+    q = (good(rng) * scale).astype(dtype)
+    v = good(rng).astype(dtype)
+    with pytest.raises(ValueError, match="too large"):
+        attend(q, q, v)
+    with pytest.raises(ValueError, match="too large"):
+        attention_weights(q, q)
+
+
+def test_cache_of_another_model_is_rejected():
+    small = TransformerLM(ModelConfig(vocab_size=5, context_length=8, n_layer=1, n_head=2, n_embd=8))
+    deeper = TransformerLM(ModelConfig(vocab_size=5, context_length=8, n_layer=2, n_head=2, n_embd=8))
+    with pytest.raises(ValueError, match="cache was not made for this model"):
+        deeper.forward_cached(np.array([[1, 2]]), small.new_cache(1, 8))
+    extended = deeper.with_position(SelfExtend(4, 2, 2))
+    with pytest.raises(ValueError, match="cache was not made for this model"):
+        extended.forward_cached(np.array([[1, 2]]), deeper.new_cache(1, 8))
+
+
+def test_top_k_keeps_exactly_k_tokens_on_ties():
+    model = TransformerLM(ModelConfig(vocab_size=11, context_length=64, n_layer=1, n_head=2, n_embd=8))
+    for _, param in model.named_parameters():
+        param[...] = 0.0  # every logit ties
+    out = generate(model, np.array([1]), 60, temperature=1.0, top_k=2, seed=0)
+    assert set(out[1:].tolist()) <= {0, 1}
+
+
+def test_tiny_temperature_acts_greedy_without_nan():
+    model = TransformerLM(ModelConfig(vocab_size=11, context_length=16, n_layer=1, n_head=2, n_embd=8), seed=1)
+    prompt = np.array([3, 4])
+    assert np.array_equal(generate(model, prompt, 5, temperature=1e-300, seed=0), generate(model, prompt, 5, temperature=0))
+
+
+def test_generate_rejects_empty_prompt():
+    model = TransformerLM(ModelConfig(vocab_size=5, context_length=8, n_layer=1, n_head=2, n_embd=8))
+    with pytest.raises(ValueError, match="prompt is empty"):
+        generate(model, [], 3)
+
+
+def test_positions_beyond_exact_float_range_are_rejected():
+    with pytest.raises(ValueError, match=r"<= 2\*\*53"):
+        RoPE(8).angles(np.array([2**63], dtype=np.uint64))
+
+
+def test_numpy_scalars_in_configs_become_python_numbers():
+    from minitx.train import TrainConfig
+
+    config = ModelConfig(vocab_size=np.int64(5), context_length=np.int32(8), n_layer=1, n_head=2, n_embd=8, base=np.float32(500))
+    assert type(config.vocab_size) is int and type(config.base) is float
+    assert '"vocab_size": 5' in config.to_json()
+    train_config = TrainConfig(steps=np.int64(3), learning_rate=np.float32(0.01))
+    assert type(train_config.steps) is int and type(train_config.learning_rate) is float
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"weight_decay": float("nan")}, "weight_decay must be a finite number >= 0"),
+        ({"grad_clip": -1.0}, "grad_clip must be a finite number >= 0"),
+        ({"learning_rate": 1e-4, "min_learning_rate": 1e-3}, "above learning_rate"),
+        ({"steps": 0}, "steps must be >= 1"),
+    ],
+)
+def test_train_config_rejects_bad_settings(fields, message):
+    from minitx.train import TrainConfig
+
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**fields)
+
+
+def test_training_checks_both_splits_before_the_first_step():
+    from minitx.train import TrainConfig, train
+
+    model = TransformerLM(ModelConfig(vocab_size=5, context_length=8, n_layer=1, n_head=2, n_embd=8))
+    before = {name: array.copy() for name, array in model.named_parameters()}
+    with pytest.raises(ValueError, match="validation split has 4 tokens"):
+        train(model, np.zeros(100, dtype=int), np.zeros(4, dtype=int), TrainConfig(steps=3), progress=False)
+    for name, array in model.named_parameters():
+        assert np.array_equal(array, before[name]), f"{name} changed before the check"
+
+
+def test_max_length_validates_training_length():
+    for encoding in (RoPE(8), Sinusoidal(8), SelfExtend(8, 2, 4)):
+        with pytest.raises(ValueError, match="trained_length must be >= 1"):
+            encoding.max_length(0)

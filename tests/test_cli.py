@@ -82,11 +82,46 @@ def test_cli_rejects_bad_lengths(capsys):
     assert "comma-separated integers" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [["demo"], ["train"], ["generate"], ["eval", "perplexity"], ["eval", "passkey"], ["eval", "long-context"]])
+@pytest.mark.parametrize(
+    "command",
+    [["demo"], ["train"], ["generate"], ["eval", "perplexity"], ["eval", "passkey"], ["eval", "long-context"], ["figures"]],
+)
 def test_help_names_defaults(command):
     text = subprocess.run([sys.executable, "-m", "minitx", *command, "--help"], capture_output=True, text=True, check=True).stdout
     assert "default" in text
     assert "usage: minitx" in text
+
+
+def test_output_path_that_is_a_file_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder")
+    assert main(["train", "--out", str(blocker), "--steps", "1"]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_self_extend_flags_need_self_extend(tmp_path, capsys, demo_output):
+    assert main(["generate", "--checkpoint", str(demo_output / "rope.npz"), "--prompt", "def", "--window", "4"]) == 2
+    assert "--position self-extend" in capsys.readouterr().err
+
+
+def test_resume_needs_training_state(tmp_path, capsys, demo_output):
+    import shutil
+
+    from minitx.checkpoint import load_checkpoint, save_checkpoint
+
+    model, tokenizer, _, _ = load_checkpoint(demo_output / "rope.npz")
+    save_checkpoint(tmp_path / "model.npz", model, tokenizer)
+    assert main(["train", "--out", str(tmp_path), "--resume", "--steps", "5"]) == 2
+    assert "no training state" in capsys.readouterr().err
+    shutil.copy(demo_output / "rope.npz", tmp_path / "model.npz")
+    assert main(["train", "--out", str(tmp_path), "--resume", "--steps", "5", "--no-progress"]) == 0
+    assert "already at step" in capsys.readouterr().out
+
+
+def test_demo_rejects_bad_settings_before_training(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--group-size", "0"]) == 2
+    assert "group_size must be >= 1" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.npz"))
 
 
 def test_eval_passkey_writes_table_json_and_figures(tmp_path, capsys):

@@ -88,3 +88,15 @@ def test_mixture_rejects_short_context(corpus):
         PasskeyMixture(tokenizer, train_ids, fraction=1.0)(2, 64, np.random.default_rng(0))
     with pytest.raises(ValueError, match="fraction must be between"):
         PasskeyMixture(tokenizer, train_ids, fraction=1.5)
+
+
+def test_attention_to_key_finds_retrieval_head():
+    from minitx.long_context import attention_to_key
+    from minitx.tasks import sample_prompts
+
+    model, tokenizer = minitx.load_pretrained("passkey-rope")
+    prompt = sample_prompts(250, 0.5, 1, seed=0)[0]
+    weights = attention_to_key(model, tokenizer, prompt)
+    assert weights.shape == (model.config.n_layer, model.config.n_head)
+    assert np.all((weights >= 0) & (weights <= 1 + 1e-6))
+    assert weights.max() > 0.3, "plain RoPE retrieves at this length, so some head looks at the key"

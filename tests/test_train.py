@@ -195,3 +195,36 @@ def test_checkpoint_with_pickled_object_is_rejected(tmp_path):
     np.savez(path, format=np.array("minitx-checkpoint-1"), payload=np.array([{"a": 1}], dtype=object))
     with pytest.raises(CheckpointError, match="could not be read"):
         load_checkpoint(path)
+
+
+def test_checkpoint_file_gets_default_permissions(corpus, tmp_path):
+    import os
+
+    tokenizer, _, _ = corpus
+    umask = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "m.npz", small_model(tokenizer), tokenizer)
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_npy_file_or_directory_is_not_a_checkpoint(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    with pytest.raises(CheckpointError, match="not an .npz archive"):
+        load_checkpoint(tmp_path / "a.npy")
+    with pytest.raises(CheckpointError, match="is a directory"):
+        load_checkpoint(tmp_path)
+
+
+def test_checkpoint_with_broken_tokenizer_entry_is_reported(corpus, tmp_path):
+    from minitx.checkpoint import _digest
+
+    tokenizer, _, _ = corpus
+    path = save_checkpoint(tmp_path / "m.npz", small_model(tokenizer), tokenizer)
+    arrays = read_checkpoint(path)
+    arrays["tokenizer"] = np.array('{"kind": "char"}')
+    arrays["digest"] = np.array(_digest(arrays))
+    np.savez(path, **arrays)
+    with pytest.raises(CheckpointError, match="invalid config, tokenizer or metadata"):
+        load_checkpoint(path)

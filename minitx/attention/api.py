@@ -11,6 +11,8 @@ against a KV cache.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._checks import check_float_array
@@ -57,6 +59,30 @@ def _check_qkv(q, k, v=None):
         if 0 in a.shape:
             raise ValueError(f"{name} has an empty dimension, shape {a.shape}.")
     return q, k, v
+
+
+def _check_causal(causal) -> bool:
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal must be True or False, got {causal!r}.")
+    return bool(causal)
+
+
+def _check_score_range(q, k):
+    """Reject inputs whose scores could overflow the dtype and turn the softmax into NaN.
+
+    A rotation moves at most sqrt(2) * max|x| into any channel of a pair, so every score
+    q_i . k_j / sqrt(hs) is at most 2 * sqrt(hs) * max|q| * max|k| under any position encoding.
+    """
+    hs = q.shape[-1]
+    q_max, k_max = float(np.max(np.abs(q))), float(np.max(np.abs(k)))
+    bound = 2.0 * math.sqrt(hs) * q_max * k_max  # Python floats: overflow gives inf, not a warning
+    limit = float(np.finfo(q.dtype).max) / 16  # headroom for the partial sums inside the kernels
+    if not bound < limit:
+        fix = "Scale them down." if q.dtype == np.float64 else "Scale them down, or use float64."
+        raise ValueError(
+            f"q and k are too large (max |q| = {q_max:.3g}, max |k| = {k_max:.3g}): their scores "
+            f"can reach {bound:.3g}, beyond the {limit:.3g} that {q.dtype} keeps finite. {fix}"
+        )
 
 
 def _check_position(position, causal):
@@ -132,9 +158,9 @@ def attend(q, k, v, position=None, causal=True, backend="numba"):
     """
     _check_backend(backend)
     q, k, v = _check_qkv(q, k, v)
+    causal = _check_causal(causal)
     position = _check_position(position, causal)
-    if not isinstance(causal, (bool, np.bool_)):
-        raise TypeError(f"causal must be True or False, got {causal!r}.")
+    _check_score_range(q, k)
     q_near, k_near, q_far, k_far, window, q_start = _rotate(q, k, position)
     if not causal:
         q_start = 0
@@ -145,7 +171,9 @@ def attend(q, k, v, position=None, causal=True, backend="numba"):
 def attention_weights(q, k, position=None, causal=True):
     """Return the (B, NH, Tq, Tk) attention probabilities; masked entries are exactly 0."""
     q, k, _ = _check_qkv(q, k)
+    causal = _check_causal(causal)
     position = _check_position(position, causal)
+    _check_score_range(q, k)
     q_near, k_near, q_far, k_far, window, q_start = _rotate(q, k, position)
     if not causal:
         q_start = 0

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_int
+
 
 class PositionEncoding:
     """Base class: a named position scheme that the model and ``minitx.attend`` both accept."""
@@ -31,7 +33,7 @@ class PositionEncoding:
 
     def max_length(self, trained_length: int) -> int:
         """Return the longest input whose relative positions all stay below ``trained_length``."""
-        return int(trained_length)
+        return check_int("trained_length", trained_length, minimum=1)
 
     # Absolute encodings implement this one.
     def table(self, positions) -> np.ndarray:
@@ -60,6 +62,9 @@ class PositionEncoding:
 
     def __eq__(self, other) -> bool:
         return type(self) is type(other) and self.config() == other.config()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted(self.config().items()))))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{key}={value!r}" for key, value in self.config().items())

@@ -17,7 +17,7 @@ import math
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._checks import check_int
+from .._checks import check_int, check_tokens
 from ..layers import cross_entropy
 
 
@@ -28,7 +28,7 @@ def perplexity_by_length(model, tokens: np.ndarray, lengths, max_tokens: int = 8
     supported maximum are evaluated anyway (that is the experiment), so the caller decides which
     lengths to ask for.
     """
-    tokens = np.asarray(tokens, dtype=np.int64)
+    tokens = check_tokens("tokens", np.asarray(tokens)[None, :], model.config.vocab_size)[0]
     max_tokens = check_int("max_tokens", max_tokens, minimum=1)
     results = {}
     for N in tqdm(list(lengths), desc="perplexity", disable=not progress, unit="length"):
