@@ -56,11 +56,15 @@ def read_checkpoint(path) -> dict[str, np.ndarray]:
     """Return every array of the checkpoint at ``path`` after checking its format and digest."""
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"Checkpoint {str(path)!r} is a directory. Pass the .npz file inside it, such as {str(path / 'model.npz')!r}.")
+        found = sorted(p.name for p in path.glob("*.npz"))
+        raise CheckpointError(
+            f"Checkpoint {str(path)!r} is a directory. Pass one of the .npz files inside it: "
+            f"{', '.join(found) if found else 'it contains none'}."
+        )
     if not path.is_file():
         raise CheckpointError(
             f"Checkpoint {str(path)!r} not found. Train one with `minitx train --out DIR`, "
-            "which writes DIR/model.npz."
+            "which writes DIR/model.npz (minitx demo writes rope.npz and sinusoidal.npz)."
         )
     try:
         archive = np.load(path, allow_pickle=False)

@@ -20,6 +20,16 @@ from .checkpoint import CheckpointError, atomic_write
 log = logging.getLogger("minitx")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Append "(default: X)" only where X is a real value and the help does not state one."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or action.required:
+            return text
+        return super()._get_help_string(action)
+
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
@@ -61,27 +71,35 @@ def _float_list(text: str) -> list[float]:
     return values
 
 
-def _apply_position(model, args):
-    """Return ``model`` switched to the encoding asked for with --position, if any."""
-    from .positions import RoPE, SelfExtend
+def _apply_position(model, args, length: int):
+    """Return ``model`` switched to the encoding asked for with --position, if any.
+
+    Without --window, Self-Extend uses W = L // 4; without --group-size, the smallest G that
+    keeps ``length`` tokens inside the training length. The chosen values are printed.
+    """
+    from .positions import RoPE, SelfExtend, fit_group_size
 
     if args.position != "self-extend" and (args.group_size is not None or args.window is not None):
         raise ValueError("--group-size and --window apply to Self-Extend only. Add --position self-extend.")
     if args.position in (None, model.config.position) and args.position != "self-extend":
         return model
     c = model.config
-    if args.position == "sinusoidal" or c.position == "sinusoidal":
-        raise ValueError(
-            f"A model trained with position={c.position!r} cannot be evaluated as {args.position!r}: "
-            "a sinusoidal table and rotations are not interchangeable. Drop --position to use it as trained."
-        )
     if args.position == "self-extend":
-        group_size = 8 if args.group_size is None else args.group_size
-        window = 32 if args.window is None else args.window
+        if c.position == "sinusoidal":
+            raise ValueError(
+                "--position self-extend needs a model trained with RoPE, but this checkpoint was "
+                "trained with sinusoidal positions. Train one with minitx train --position rope."
+            )
+        window = max(1, c.context_length // 4) if args.window is None else args.window
+        group_size = fit_group_size(c.context_length, length, window) if args.group_size is None else args.group_size
+        print(f"Self-Extend with group size G={group_size} and window W={window}.")
         return model.with_position(SelfExtend(c.head_dim, group_size, window, base=c.base, pairing=c.pairing))
-    if args.position == "rope":
+    if args.position == "rope" and c.position != "sinusoidal":
         return model.with_position(RoPE(c.head_dim, base=c.base, pairing=c.pairing))
-    raise ValueError(f"A model trained with position={c.position!r} cannot be evaluated as {args.position!r}.")
+    raise ValueError(
+        f"This checkpoint was trained with position={c.position!r} and cannot run as "
+        f"{args.position!r}. Train one with minitx train --position {args.position}."
+    )
 
 
 def cmd_train(args) -> int:
@@ -101,6 +119,11 @@ def cmd_train(args) -> int:
         warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         eval_interval=args.eval_interval, checkpoint_interval=args.checkpoint_interval, seed=args.seed,
     )
+    if checkpoint.exists() and not (args.resume or args.overwrite):
+        raise FileExistsError(
+            f"{checkpoint} already exists. Pass --resume to continue training it, --overwrite to "
+            "replace it, or choose another --out folder."
+        )
     resume = None
     if args.resume:
         model, tokenizer, optimizer_state, meta = load_checkpoint(checkpoint)
@@ -149,11 +172,21 @@ def cmd_generate(args) -> int:
     from .generate import generate
 
     model, tokenizer, _, _ = load_checkpoint(args.checkpoint)
-    model = _apply_position(model, args)
     prompt = tokenizer.encode(args.prompt)
     if prompt.size == 0:
         raise ValueError("--prompt is empty. Give at least one character to continue.")
-    tokens = generate(model, prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+    wanted = 200 if args.max_new_tokens is None else args.max_new_tokens
+    model = _apply_position(model, args, len(prompt) + wanted)
+    limit = model.max_length()
+    if args.max_new_tokens is None and not args.extrapolate:
+        wanted = min(wanted, limit - len(prompt))
+    if len(prompt) + wanted > limit and not args.extrapolate:
+        raise ValueError(
+            f"The prompt ({len(prompt)} tokens) plus --max-new-tokens {wanted} exceeds {limit}, the "
+            "longest input this model supports. Pass a smaller --max-new-tokens or a shorter prompt, "
+            "--position self-extend to extend a RoPE model, or --extrapolate to run past the limit."
+        )
+    tokens = generate(model, prompt, wanted, temperature=args.temperature, top_k=args.top_k,
                       seed=args.seed, extrapolate=args.extrapolate)
     print(args.prompt + tokenizer.decode(tokens[len(prompt):]))
     return 0
@@ -175,14 +208,16 @@ def cmd_eval_perplexity(args) -> int:
     if args.out:
         _prepare_output_folder(args.out)
     trained, tokenizer = load_pretrained(args.model)
-    model = _apply_position(trained, args)
+    L = trained.config.context_length
+    lengths = args.lengths or [L, 2 * L, 4 * L, 8 * L]
+    model = _apply_position(trained, args, max(lengths))
     sweep = _sweep_requested(args)
     _, val_ids = split_train_val(tokenizer.encode(_load_corpus(args.data)))
-    L = model.config.context_length
-    lengths = args.lengths or [L, 2 * L, 4 * L, 8 * L]
     results = perplexity_by_length(model, val_ids, lengths, args.max_tokens, progress=not args.no_progress)
 
     name = _setting_name(model)
+    if max(lengths) > model.max_length():
+        print(f"Lengths above {model.max_length()} exceed what this model supports; expect them to degrade.")
     print(f"Validation perplexity of {args.model} ({name}, trained at {L}):")
     print(format_by_length_table({name: results}, L))
     payload = {"model": str(args.model), "position": dataclasses.asdict(model.config),
@@ -220,11 +255,13 @@ def cmd_eval_passkey(args) -> int:
     from .recipes import load_pretrained
     from .tasks import evaluate_passkey, sweep_self_extend
 
+    if args.out:
+        _prepare_output_folder(args.out)
     trained, tokenizer = load_pretrained(args.model)
-    model = _apply_position(trained, args)
-    sweep = _sweep_requested(args)
-    L = model.config.context_length
+    L = trained.config.context_length
     lengths = args.lengths or [L, 2 * L, 4 * L, 8 * L]
+    model = _apply_position(trained, args, max(lengths))
+    sweep = _sweep_requested(args)
 
     def evaluate(m, lengths):
         return evaluate_passkey(m, tokenizer, lengths, args.depths, n_keys=args.keys, seed=args.seed,
@@ -291,8 +328,10 @@ def _add_position_flags(parser):
     parser.add_argument("--position", choices=("sinusoidal", "rope", "self-extend"), default=None,
                         help="run a RoPE-trained model as plain RoPE or with Self-Extend; a sinusoidal "
                              "model only as sinusoidal (default: as trained)")
-    parser.add_argument("--group-size", type=int, default=None, help="Self-Extend group size G (default: 8)")
-    parser.add_argument("--window", type=int, default=None, help="Self-Extend neighbour window W, in tokens (default: 32)")
+    parser.add_argument("--group-size", type=int, default=None,
+                        help="Self-Extend group size G (default: the smallest G that keeps the longest input inside the training length)")
+    parser.add_argument("--window", type=int, default=None,
+                        help="Self-Extend neighbour window W, in tokens (default: a quarter of the training length)")
 
 
 def _add_sweep_flags(parser):
@@ -308,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="train RoPE and sinusoidal models, compare them past the training length",
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                               formatter_class=_HelpFormatter)
     demo.add_argument("--out", default="minitx-demo", help="output folder for checkpoints, results.json and the plot")
     demo.add_argument("--quick", action="store_true", help="a seconds-long run with a tiny model (for tests)")
     demo.add_argument("--steps", type=int, default=None, help="training steps per model (default: 800, or 30 with --quick)")
@@ -318,14 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
 
     figures = commands.add_parser("figures", help="regenerate every figure (PNG, SVG, GIF) from seeded code",
-                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                  formatter_class=_HelpFormatter)
     figures.add_argument("--out", default="figures", help="output folder (files of the same name are replaced)")
     figures.add_argument("--no-long-context", action="store_true",
                          help="leave out the long-context study on the shipped checkpoints, which takes minutes")
     figures.set_defaults(run=cmd_figures)
 
     tr = commands.add_parser("train", help="train a model and write OUT/model.npz",
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                             formatter_class=_HelpFormatter)
     tr.add_argument("--recipe", default=None, help="train a shipped model's recipe (char-rope, char-sinusoidal, "
                     "passkey-rope, passkey-sinusoidal) and write OUT/NAME.npz; the recipe fixes every other setting")
     tr.add_argument("--data", default=None, help="UTF-8 text file (default: the CPython language reference topics)")
@@ -333,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", default="minitx-run", help="output folder")
     tr.add_argument("--resume", action="store_true",
                     help="continue training from OUT/model.npz; the model and tokenizer settings then come from the checkpoint")
+    tr.add_argument("--overwrite", action="store_true", help="replace an existing OUT/model.npz instead of stopping")
     tr.add_argument("--position", choices=("rope", "sinusoidal"), default="rope", help="position encoding to train with")
     tr.add_argument("--context-length", type=int, default=128, help="training length L, in tokens")
     tr.add_argument("--n-layer", type=int, default=3, help="number of transformer blocks")
@@ -353,10 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(run=cmd_train)
 
     gen = commands.add_parser("generate", help="continue a prompt with a trained model",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              formatter_class=_HelpFormatter)
     gen.add_argument("--checkpoint", required=True, help="a .npz file written by minitx train or minitx demo")
     gen.add_argument("--prompt", required=True, help="text to continue")
-    gen.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate")
+    gen.add_argument("--max-new-tokens", type=int, default=None,
+                     help="tokens to generate (default: 200, or fewer if the model's maximum length is reached first)")
     gen.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0: greedy)")
     gen.add_argument("--top-k", type=int, default=None, help="sample only from the k most likely tokens")
     gen.add_argument("--seed", type=int, default=None, help="seed for sampling")
@@ -367,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("eval", help="evaluate a trained model")
     tasks = ev.add_subparsers(dest="task", required=True)
     ppl = tasks.add_parser("perplexity", help="validation perplexity at several input lengths",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=_HelpFormatter)
     ppl.add_argument("--model", "--checkpoint", dest="model", default="char-rope",
                      help="a shipped model name (char-rope, passkey-rope, ...) or a .npz checkpoint path")
     ppl.add_argument("--data", default=None, help="the UTF-8 text the model was trained on (default: the CPython topics)")
@@ -380,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     ppl.set_defaults(run=cmd_eval_perplexity)
 
     pk = tasks.add_parser("passkey", help="passkey retrieval accuracy by input length and key depth",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                          formatter_class=_HelpFormatter)
     pk.add_argument("--model", default="passkey-rope",
                     help="a shipped model name (passkey-rope, passkey-sinusoidal, ...) or a .npz checkpoint path")
     pk.add_argument("--lengths", type=_int_list, default=None,
@@ -400,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     pk.set_defaults(run=cmd_eval_passkey)
 
     study = tasks.add_parser("long-context", help="the Self-Extend study on the shipped models: all tables, "
-                             "JSON and figures", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                             "JSON and figures", formatter_class=_HelpFormatter)
     study.add_argument("--out", default="figures", help="output folder")
     study.add_argument("--keys", type=int, default=10, help="random keys per passkey (length, depth) cell")
     study.add_argument("--no-progress", action="store_true", help="hide the progress bars")

@@ -73,7 +73,7 @@ def run_demo(out_dir, settings: DemoSettings = DemoSettings(), progress: bool = 
     text = load_default_corpus()
     tokenizer = CharTokenizer.from_text(text)
     train_ids, val_ids = split_train_val(tokenizer.encode(text))
-    echo(f"Corpus: CPython language reference topics, {len(text):,} characters, "
+    echo(f"Corpus: the CPython language reference topics (pydoc_data.topics), {len(text):,} characters, "
          f"{tokenizer.vocab_size} distinct; {len(train_ids):,} for training, {len(val_ids):,} held out.")
 
     train_config = TrainConfig(steps=settings.steps, batch_size=settings.batch_size,
@@ -106,7 +106,7 @@ def run_demo(out_dir, settings: DemoSettings = DemoSettings(), progress: bool = 
         lines.append(f"{f'{N} ({multiple}x L)':>14} | " + " | ".join(f"{table[name][N]:>18.3f}" for name in table))
     echo("\nValidation perplexity by input length (lower is better):\n" + "\n".join(lines))
 
-    figure_path = save_figure(plot_perplexity_by_length(table, L, title=f"Trained at {L} characters"),
+    figure_path = save_figure(plot_perplexity_by_length(table, L, title=f"Character model trained at {L} tokens"),
                               out_dir / "perplexity_by_length.png")
     results = {
         "trained_length": L,
@@ -122,7 +122,7 @@ def run_demo(out_dir, settings: DemoSettings = DemoSettings(), progress: bool = 
     tokens = generate(models["rope + self-extend"], prompt, settings.new_tokens, temperature=0.8,
                       top_k=10, seed=settings.seed)
     echo(f"\nSelf-Extend continuation of a {prompt_length}-character prompt ({prompt_length // L}x the training context):")
-    echo("--- prompt (last 200 characters) ---\n" + tokenizer.decode(prompt[-200:]))
+    echo(f"--- prompt (last {min(200, prompt_length)} characters) ---\n" + tokenizer.decode(prompt[-200:]))
     echo("--- continuation ---\n" + tokenizer.decode(tokens[prompt_length:]))
 
     elapsed = time.perf_counter() - started

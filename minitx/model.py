@@ -27,6 +27,7 @@ from .config import ModelConfig
 from .layers import IGNORE_INDEX, MLP, NORMS, Embedding, Linear, Module, cross_entropy
 from .positions import PositionEncoding, RoPE, SelfExtend, pairing_permutation
 from .self_attention import CausalSelfAttention, KVCache
+from .threads import blas_pinned
 
 
 def check_targets(targets, vocab_size: int) -> np.ndarray:
@@ -127,6 +128,7 @@ class TransformerLM(Module):
             x = x + self.position.table(positions).astype(self.dtype)  # (T, C) broadcast over B
         return x
 
+    @blas_pinned
     def forward(self, tokens, targets=None, extrapolate: bool = False):
         """Return (logits, loss); loss is None without targets. Caches activations for backward.
 
@@ -155,6 +157,7 @@ class TransformerLM(Module):
     def __call__(self, tokens, extrapolate: bool = False):
         return self.forward(tokens, extrapolate=extrapolate)[0]
 
+    @blas_pinned
     def backward(self) -> dict[str, np.ndarray]:
         """Backpropagate the loss of the last ``forward(tokens, targets)``; return the gradients."""
         if getattr(self, "_dlogits", None) is None:
@@ -180,6 +183,7 @@ class TransformerLM(Module):
         n_layer, n_head, head_dim, dtype, two_copies = self._cache_layout()
         return KVCache(n_layer, batch_size, n_head, capacity, head_dim, np.dtype(dtype), two_copies)
 
+    @blas_pinned
     def forward_cached(self, tokens, cache: KVCache, extrapolate: bool = False) -> np.ndarray:
         """Append ``tokens`` (B, T_new) to ``cache``; return their logits (B, T_new, V)."""
         tokens = check_tokens("tokens", tokens, self.config.vocab_size)

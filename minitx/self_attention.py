@@ -90,7 +90,8 @@ class CausalSelfAttention(Module):
         B, T, C = dout.shape
         dy = self._split_heads(self.c_proj.backward(dout))  # (B, T, C) -> (B, NH, T, hs)
         dq, dk, dv, dq_far, dk_far = attention.backward(
-            dy, q_near, k_near, v, y, lse, q_far, k_far, window, causal=True, q_start=q_start
+            dy, q_near, k_near, v, y, lse, q_far, k_far, window, causal=True, q_start=q_start,
+            backend=self.backend,
         )
         if self.position is not None and self.position.kind == "rotary":
             dq = self.position.unrotate(dq, dq_far, positions, queries=True)

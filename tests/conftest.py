@@ -2,10 +2,43 @@
 
 Sizes are chosen different in every dimension (for example B=2, NH=3, T=7, hs=8) so that a
 transposed or mis-reshaped axis cannot pass by accident.
+
+Under NUMBA_DISABLE_JIT=1 the kernels run as Python loops, thousands of times slower. The
+modules in KERNEL_TEST_MODULES still run them, at small sizes; every other test (training,
+generation, the command line) then runs its model's attention through the NumPy reference.
 """
 
+import os
+import types
+from unittest import mock
+
+import numba
 import numpy as np
 import pytest
+
+from minitx.attention import api
+
+KERNEL_TEST_MODULES = {"test_attention", "test_bad_input", "test_kernels", "test_layers"}
+
+
+@pytest.fixture(autouse=True)
+def reference_attention_without_jit(request):
+    """With NUMBA_DISABLE_JIT=1, route model attention to the NumPy reference outside kernel tests.
+
+    Subprocesses started by those tests (the command line) get the JIT back. unittest.mock is
+    used rather than monkeypatch, because some tests call monkeypatch.undo().
+    """
+    if not numba.config.DISABLE_JIT or request.module.__name__ in KERNEL_TEST_MODULES:
+        yield
+        return
+    reference_api = types.SimpleNamespace(
+        forward=lambda *args, backend=None, **kwargs: api.forward(*args, backend="numpy", **kwargs),
+        backward=lambda *args, backend=None, **kwargs: api.backward(*args, backend="numpy", **kwargs),
+    )
+    with mock.patch("minitx.self_attention.attention", reference_api), mock.patch.dict(
+        os.environ, {"NUMBA_DISABLE_JIT": "0"}
+    ):
+        yield
 
 
 @pytest.fixture

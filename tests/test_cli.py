@@ -124,6 +124,37 @@ def test_demo_rejects_bad_settings_before_training(tmp_path, capsys):
     assert not list(tmp_path.glob("*.npz"))
 
 
+def test_train_refuses_to_overwrite_a_checkpoint(tmp_path, capsys, demo_output):
+    import shutil
+
+    shutil.copy(demo_output / "rope.npz", tmp_path / "model.npz")
+    before = (tmp_path / "model.npz").read_bytes()
+    assert main(["train", "--out", str(tmp_path), "--steps", "1"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "model.npz").read_bytes() == before
+
+
+def test_generate_default_length_fits_the_model(capsys, demo_output):
+    assert main(["generate", "--checkpoint", str(demo_output / "rope.npz"), "--prompt", "def ", "--temperature", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("def ") and len(printed.rstrip("\n")) == 32  # the quick model's context length
+
+
+def test_self_extend_settings_are_fitted_and_printed(capsys, demo_output):
+    assert main(["eval", "perplexity", "--checkpoint", str(demo_output / "rope.npz"), "--lengths", "32,256",
+                 "--position", "self-extend", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "G=11 and window W=8" in printed  # smallest G with G * (32 - 8 + 8 // G) >= 256
+    assert "rope + self-extend (G=11, W=8)" in printed
+
+
+def test_help_states_each_default_once():
+    ppl = subprocess.run([sys.executable, "-m", "minitx", "eval", "perplexity", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "(default: None)" not in ppl
+    assert "(default: False)" not in ppl
+    assert ppl.count("(default:") >= 3
+
+
 def test_eval_passkey_writes_table_json_and_figures(tmp_path, capsys):
     out = tmp_path / "passkey"
     argv = ["eval", "passkey", "--model", "passkey-rope", "--position", "self-extend", "--group-size", "4",
@@ -156,10 +187,10 @@ def test_eval_perplexity_accepts_shipped_name(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["eval", "passkey", "--model", "passkey-sinusoidal", "--position", "self-extend", "--keys", "1"], "cannot be evaluated"),
+        (["eval", "passkey", "--model", "passkey-sinusoidal", "--position", "self-extend", "--keys", "1"], "trained with RoPE"),
         (["eval", "passkey", "--model", "nope", "--keys", "1"], "neither a shipped model"),
         (["eval", "passkey", "--lengths", "300", "--sweep-windows", "16"], "Give both"),
-        (["eval", "perplexity", "--model", "char-rope", "--position", "sinusoidal"], "cannot be evaluated"),
+        (["eval", "perplexity", "--model", "char-rope", "--position", "sinusoidal"], "cannot run as 'sinusoidal'"),
         (["train", "--recipe", "passkey-alibi"], "Unknown recipe"),
     ],
 )

@@ -179,3 +179,20 @@ def test_self_extend_max_length_is_tight(G, W, L):
 
 def test_self_extend_paper_example_length():
     assert SelfExtend(8, group_size=5, window=1024).max_length(4096) == 16380
+
+
+@pytest.mark.parametrize("L, length, W", [(128, 1024, 32), (16, 40, 5), (20, 20, 4), (9, 100, 2)])
+def test_fit_group_size_is_smallest_sufficient(L, length, W):
+    from minitx.positions import fit_group_size
+
+    G = fit_group_size(L, length, W)
+    assert SelfExtend(8, G, W).max_length(L) >= length
+    if G > 1:
+        assert SelfExtend(8, G - 1, W).max_length(L) < length
+
+
+def test_fit_group_size_rejects_window_at_training_length():
+    from minitx.positions import fit_group_size
+
+    with pytest.raises(ValueError, match="must be below the training length 16"):
+        fit_group_size(16, 64, 16)

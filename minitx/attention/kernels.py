@@ -1,15 +1,24 @@
 """Attention as plain loops compiled with Numba: one query row per iteration.
 
-Each function restates a function of ``reference.py`` as explicit loops over flat
-(BH, T, hs) arrays, where BH = B * NH, and is tested against it. The reading order follows
-llm.c's CPU ``attention_forward``: for each query row, pass 1 takes the scores and their max,
-pass 2 exponentiates and sums, pass 3 accumulates the weighted values.
+This is the first rung of the kernel ladder. Each rung computes the same function of
+``reference.py``, is tested against it, and states what it changes and why:
+
+1. ``kernels.attention_forward_rows`` (this file): one query row per iteration, the simplest
+   correct loop nest.
+2. ``flash_forward.flash_attention_forward``: query and key tiles, the online softmax and
+   register-blocked tile products; ``api.forward`` uses it. The backward counterpart is
+   ``flash_backward.flash_attention_backward``.
+
+This kernel restates ``reference.attention_forward`` as explicit loops over flat (BH, T, hs)
+arrays, where BH = B * NH. The reading order follows llm.c's CPU ``attention_forward``: for
+each query row, pass 1 takes the scores and their max, pass 2 exponentiates and sums, pass 3
+accumulates the weighted values.
 
 Rows are independent, so the outer loop over (BH, query row) runs in parallel with ``prange``.
 Memory beyond inputs and outputs is one (Tk,) score buffer per row.
 
-NOTE: this is the simple, correct version. It reads every key once per query row, so it is
-limited by memory traffic rather than arithmetic; it is not tiled.
+NOTE: it reads every key once per query row, so it is limited by memory traffic rather than
+arithmetic. The benchmarks (benchmarks/attention.py) time it beside the second rung.
 
 Shapes:
     q, q_far        (BH, Tq, hs)  contiguous, float32 or float64
@@ -25,8 +34,10 @@ import math
 import numba
 import numpy as np
 
+from .compile import jit
 
-@numba.njit(parallel=True, cache=True, fastmath=False)
+
+@jit(parallel=True)
 def attention_forward_rows(q, k, v, q_far, k_far, window, causal, q_start, out, lse):
     """Fill ``out`` and ``lse``; ``window < 0`` means no far scores (plain attention)."""
     BH, Tq, hs = q.shape

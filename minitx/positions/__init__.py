@@ -5,7 +5,7 @@
 
 from .base import PositionEncoding
 from .rope import PAIRINGS, RoPE, pairing_permutation
-from .self_extend import SelfExtend
+from .self_extend import SelfExtend, fit_group_size
 from .sinusoidal import Sinusoidal
 
 NAMES = ("sinusoidal", "rope", "self-extend")
@@ -18,6 +18,7 @@ __all__ = [
     "SelfExtend",
     "Sinusoidal",
     "check_position_name",
+    "fit_group_size",
     "pairing_permutation",
 ]
 

@@ -31,6 +31,27 @@ from .base import PositionEncoding
 from .rope import RoPE
 
 
+def fit_group_size(trained_length: int, length: int, window: int) -> int:
+    """Return the smallest group size G with which inputs of ``length`` stay below L.
+
+    The condition is G * (L - W + W // G) >= length, which needs W < L.
+    """
+    L = check_int("trained_length", trained_length, minimum=1)
+    length = check_int("length", length, minimum=1)
+    window = check_int("window", window, minimum=1)
+    if length <= L:
+        return 1
+    if window >= L:
+        raise ValueError(
+            f"window={window} must be below the training length {L} for Self-Extend to reach "
+            f"{length} tokens: the neighbour window alone would use every trained position."
+        )
+    group_size = 1
+    while group_size * (L - window + window // group_size) < length:
+        group_size += 1
+    return group_size
+
+
 class SelfExtend(PositionEncoding):
     """RoPE with grouped positions beyond a neighbour window: ``group_size`` G, ``window`` W."""
 
@@ -84,7 +105,8 @@ class SelfExtend(PositionEncoding):
         """Return the longest N whose effective relative positions all stay below L.
 
         N <= G * (L - W + W // G) when W < L, which is (L - W) * G + W when G divides W.
-        With W >= L the neighbour window alone reaches L, so N <= L.
+        With W >= L the neighbour window alone reaches L, so N <= L. ``fit_group_size`` gives
+        the smallest G for a wanted N.
         """
         L = check_int("trained_length", trained_length, minimum=1)
         if self.window >= L:
