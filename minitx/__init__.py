@@ -1,9 +1,10 @@
 """minitx: a from-scratch transformer in NumPy for learning how position is encoded.
 
 The public names most lessons need are importable from here: ``attend``,
-``attention_weights``, ``ModelConfig``, ``TransformerLM``, ``generate`` and the ``positions``
-subpackage (``Sinusoidal``, ``RoPE``, ``SelfExtend``). ``warmup()`` compiles the attention
-kernels ahead of use, and ``set_num_threads(n)`` sets how many threads they and BLAS use.
+``attention_weights``, ``ModelConfig``, ``TransformerLM``, ``generate``, ``load_pretrained``
+(the shipped checkpoints by name) and the ``positions`` subpackage (``Sinusoidal``, ``RoPE``,
+``SelfExtend``). ``warmup()`` compiles the attention kernels ahead of use, and
+``set_num_threads(n)`` sets how many threads they and BLAS use.
 """
 
 from . import positions
@@ -12,6 +13,7 @@ from .config import ModelConfig
 from .generate import generate
 from .model import TransformerLM
 from .positions import RoPE, SelfExtend, Sinusoidal
+from .recipes import load_pretrained
 from .threads import get_num_threads, set_num_threads
 from .warmup import warmup
 
@@ -27,6 +29,7 @@ __all__ = [
     "attention_weights",
     "generate",
     "get_num_threads",
+    "load_pretrained",
     "positions",
     "set_num_threads",
     "warmup",

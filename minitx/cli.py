@@ -1,4 +1,4 @@
-"""Command-line front end: ``minitx train | generate | eval perplexity | demo | figures``.
+"""Command-line front end: ``minitx train | generate | eval {perplexity,passkey,long-context} | demo | figures``.
 
 Errors in the user's input (a bad flag value, a missing file, a damaged checkpoint) are
 printed as one line starting with "error:" and exit with status 2; they are not tracebacks.
@@ -12,6 +12,8 @@ import json
 import logging
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from .checkpoint import CheckpointError, atomic_write
 
@@ -59,6 +61,16 @@ def _load_corpus(data):
     return load_text(data) if data else load_default_corpus()
 
 
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0,0.5,1, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one number, got {text!r}")
+    return values
+
+
 def _apply_position(model, args, length: int):
     """Return ``model`` switched to the encoding asked for with --position, if any.
 
@@ -97,6 +109,8 @@ def cmd_train(args) -> int:
     from .model import TransformerLM
     from .train import TrainConfig, train
 
+    if args.recipe:
+        return _train_recipe(args)
     text = _load_corpus(args.data)
     out = _prepare_output_folder(args.out)
     checkpoint = out / "model.npz"
@@ -138,6 +152,21 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _train_recipe(args) -> int:
+    from .recipes import get_recipe, run_recipe
+
+    recipe = get_recipe(args.recipe)
+    if args.resume or args.data:
+        raise ValueError("--recipe fixes the corpus and trains from scratch; drop --resume and --data.")
+    checkpoint = _prepare_output_folder(args.out) / f"{recipe.name}.npz"
+    print(f"Recipe {recipe.name}: {recipe.description}, {recipe.steps} steps of {recipe.batch_size} x "
+          f"{recipe.context_length} tokens, seed {recipe.seed}.")
+    _, _, history = run_recipe(recipe.name, out=checkpoint, progress=not args.no_progress)
+    print(f"Validation loss {history['val_loss'][-1]:.4f} nats after {recipe.steps} steps.")
+    print(f"Wrote {checkpoint}.")
+    return 0
+
+
 def cmd_generate(args) -> int:
     from .checkpoint import load_checkpoint
     from .generate import generate
@@ -163,36 +192,111 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def _sweep_requested(args) -> bool:
+    if bool(args.sweep_group_sizes) != bool(args.sweep_windows):
+        raise ValueError("Give both --sweep-group-sizes and --sweep-windows for a G x W sweep, or neither.")
+    return bool(args.sweep_group_sizes)
+
+
 def cmd_eval_perplexity(args) -> int:
-    from .checkpoint import load_checkpoint
     from .data import split_train_val
-    from .plotting import plot_perplexity_by_length, save_figure
-    from .tasks import perplexity_by_length
+    from .long_context import format_by_length_table, format_sweep_table, write_json
+    from .plotting import plot_perplexity_by_length, plot_self_extend_sweep, save_figure
+    from .recipes import load_pretrained
+    from .tasks import perplexity_by_length, sweep_self_extend
 
     if args.out:
         _prepare_output_folder(args.out)
-    model, tokenizer, _, meta = load_checkpoint(args.checkpoint)
-    L = model.config.context_length
+    trained, tokenizer = load_pretrained(args.model)
+    L = trained.config.context_length
     lengths = args.lengths or [L, 2 * L, 4 * L, 8 * L]
-    model = _apply_position(model, args, max(lengths))
+    model = _apply_position(trained, args, max(lengths))
+    sweep = _sweep_requested(args)
     _, val_ids = split_train_val(tokenizer.encode(_load_corpus(args.data)))
     results = perplexity_by_length(model, val_ids, lengths, args.max_tokens, progress=not args.no_progress)
 
-    name = model.config.position
-    if name == "self-extend":
-        name = f"self-extend G={model.config.group_size} W={model.config.window}"
+    name = _setting_name(model)
     if max(lengths) > model.max_length():
         print(f"Lengths above {model.max_length()} exceed what this model supports; expect them to degrade.")
-    print(f"Validation perplexity of {args.checkpoint} ({name}, trained at {L}):")
-    for N, value in results.items():
-        print(f"  {N:>7} tokens ({N / L:.2g}x L): {value:.3f}")
+    print(f"Validation perplexity of {args.model} ({name}, trained at {L}):")
+    print(format_by_length_table({name: results}, L))
+    payload = {"model": str(args.model), "position": dataclasses.asdict(model.config),
+               "perplexity": {str(n): p for n, p in results.items()}}
+    if sweep:
+        length = max(lengths)
+        payload["sweep"] = sweep_self_extend(
+            trained, args.sweep_group_sizes, args.sweep_windows, progress=not args.no_progress,
+            metric=lambda m: perplexity_by_length(m, val_ids, [length], args.max_tokens)[length],
+        )
+        payload["sweep"]["length"] = length
+        print(f"\nSelf-Extend G x W, perplexity at {length} tokens:")
+        print(format_sweep_table(payload["sweep"]))
     if args.out:
         out = _prepare_output_folder(args.out)
-        payload = {"checkpoint": str(args.checkpoint), "config": dataclasses.asdict(model.config),
-                   "perplexity": {str(n): p for n, p in results.items()}}
-        atomic_write(out / "perplexity.json", lambda f: f.write(json.dumps(payload, indent=2).encode()))
-        save_figure(plot_perplexity_by_length({name: results}, L), out / "perplexity_by_length.png")
-        print(f"Wrote {out / 'perplexity.json'} and {out / 'perplexity_by_length.png'}.")
+        written = [write_json(out / "perplexity.json", payload),
+                   save_figure(plot_perplexity_by_length({name: results}, L), out / "perplexity_by_length.png")]
+        if sweep:
+            figure = plot_self_extend_sweep(payload["sweep"], f"perplexity at {payload['sweep']['length']}")
+            written.append(save_figure(figure, out / "self_extend_sweep_perplexity.png"))
+        print(f"Wrote {', '.join(str(path) for path in written)}.")
+    return 0
+
+
+def _setting_name(model) -> str:
+    c = model.config
+    if c.position == "self-extend":
+        return f"rope + self-extend (G={c.group_size}, W={c.window})"
+    return c.position
+
+
+def cmd_eval_passkey(args) -> int:
+    from .long_context import format_passkey_table, format_sweep_table, write_json
+    from .plotting import plot_passkey_heatmaps, plot_self_extend_sweep, save_figure
+    from .recipes import load_pretrained
+    from .tasks import evaluate_passkey, sweep_self_extend
+
+    if args.out:
+        _prepare_output_folder(args.out)
+    trained, tokenizer = load_pretrained(args.model)
+    L = trained.config.context_length
+    lengths = args.lengths or [L, 2 * L, 4 * L, 8 * L]
+    model = _apply_position(trained, args, max(lengths))
+    sweep = _sweep_requested(args)
+
+    def evaluate(m, lengths):
+        return evaluate_passkey(m, tokenizer, lengths, args.depths, n_keys=args.keys, seed=args.seed,
+                                batch_size=args.batch_size, method=args.method)
+
+    result = evaluate_passkey(model, tokenizer, lengths, args.depths, n_keys=args.keys, seed=args.seed,
+                              batch_size=args.batch_size, method=args.method, progress=not args.no_progress)
+    name = _setting_name(model)
+    print(f"Passkey exact-match accuracy of {args.model} ({name}, trained at {L}, {args.keys} keys per cell):")
+    print(format_passkey_table(result, L))
+    payload = {"model": str(args.model), "position": dataclasses.asdict(model.config), "passkey": result}
+    if sweep:
+        length = max(lengths)
+        payload["sweep"] = sweep_self_extend(trained, args.sweep_group_sizes, args.sweep_windows,
+                                             progress=not args.no_progress,
+                                             metric=lambda m: np.mean(evaluate(m, [length])["accuracy"]))
+        payload["sweep"]["length"] = length
+        print(f"\nSelf-Extend G x W, passkey accuracy at {length} tokens (mean over depths):")
+        print(format_sweep_table(payload["sweep"], "{:.0%}"))
+    if args.out:
+        out = _prepare_output_folder(args.out)
+        written = [write_json(out / "passkey.json", payload),
+                   save_figure(plot_passkey_heatmaps({name: result}, L), out / "passkey_heatmap.png")]
+        if sweep:
+            figure = plot_self_extend_sweep(payload["sweep"], f"passkey accuracy at {payload['sweep']['length']} (%)",
+                                            percent=True)
+            written.append(save_figure(figure, out / "self_extend_sweep_passkey.png"))
+        print(f"Wrote {', '.join(str(path) for path in written)}.")
+    return 0
+
+
+def cmd_eval_long_context(args) -> int:
+    from .long_context import run_long_context_study
+
+    run_long_context_study(_prepare_output_folder(args.out), n_keys=args.keys, progress=not args.no_progress)
     return 0
 
 
@@ -213,7 +317,7 @@ def cmd_demo(args) -> int:
 def cmd_figures(args) -> int:
     from .figures import build_figures
 
-    result = build_figures(_prepare_output_folder(args.out))
+    result = build_figures(_prepare_output_folder(args.out), long_context=not args.no_long_context)
     print(f"Wrote {len(result['written'])} files to {args.out}.")
     for name, reason in result["skipped"]:
         print(f"Skipped {name}: {reason}.")
@@ -221,12 +325,20 @@ def cmd_figures(args) -> int:
 
 
 def _add_position_flags(parser):
-    parser.add_argument("--position", choices=("rope", "self-extend"), default=None,
-                        help="run a RoPE-trained model as plain RoPE or with Self-Extend (default: as trained)")
+    parser.add_argument("--position", choices=("sinusoidal", "rope", "self-extend"), default=None,
+                        help="run a RoPE-trained model as plain RoPE or with Self-Extend; a sinusoidal "
+                             "model only as sinusoidal (default: as trained)")
     parser.add_argument("--group-size", type=int, default=None,
                         help="Self-Extend group size G (default: the smallest G that keeps the longest input inside the training length)")
     parser.add_argument("--window", type=int, default=None,
                         help="Self-Extend neighbour window W, in tokens (default: a quarter of the training length)")
+
+
+def _add_sweep_flags(parser):
+    parser.add_argument("--sweep-group-sizes", type=_int_list, default=None,
+                        help="comma-separated group sizes G for a Self-Extend G x W sweep at the longest length")
+    parser.add_argument("--sweep-windows", type=_int_list, default=None,
+                        help="comma-separated windows W, in tokens, for the G x W sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,10 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
     figures = commands.add_parser("figures", help="regenerate every figure (PNG, SVG, GIF) from seeded code",
                                   formatter_class=_HelpFormatter)
     figures.add_argument("--out", default="figures", help="output folder (files of the same name are replaced)")
+    figures.add_argument("--no-long-context", action="store_true",
+                         help="leave out the long-context study on the shipped checkpoints, which takes minutes")
     figures.set_defaults(run=cmd_figures)
 
     tr = commands.add_parser("train", help="train a model and write OUT/model.npz",
                              formatter_class=_HelpFormatter)
+    tr.add_argument("--recipe", default=None, help="train a shipped model's recipe (char-rope, char-sinusoidal, "
+                    "passkey-rope, passkey-sinusoidal) and write OUT/NAME.npz; the recipe fixes every other setting")
     tr.add_argument("--data", default=None, help="UTF-8 text file (default: the CPython language reference topics)")
     tr.add_argument("--tokenizer", choices=("char", "byte"), default="char", help="one id per character, or per UTF-8 byte")
     tr.add_argument("--out", default="minitx-run", help="output folder")
@@ -293,14 +409,43 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = ev.add_subparsers(dest="task", required=True)
     ppl = tasks.add_parser("perplexity", help="validation perplexity at several input lengths",
                            formatter_class=_HelpFormatter)
-    ppl.add_argument("--checkpoint", required=True, help="a .npz file written by minitx train or minitx demo")
+    ppl.add_argument("--model", "--checkpoint", dest="model", default="char-rope",
+                     help="a shipped model name (char-rope, passkey-rope, ...) or a .npz checkpoint path")
     ppl.add_argument("--data", default=None, help="the UTF-8 text the model was trained on (default: the CPython topics)")
     ppl.add_argument("--lengths", type=_int_list, default=None, help="comma-separated input lengths in tokens (default: 1x,2x,4x,8x L)")
     ppl.add_argument("--max-tokens", type=int, default=8192, help="held-out tokens scored per length")
-    ppl.add_argument("--out", default=None, help="folder for perplexity.json and the plot (default: print only)")
+    ppl.add_argument("--out", default=None, help="folder for perplexity.json and the plots (default: print only)")
     ppl.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_position_flags(ppl)
+    _add_sweep_flags(ppl)
     ppl.set_defaults(run=cmd_eval_perplexity)
+
+    pk = tasks.add_parser("passkey", help="passkey retrieval accuracy by input length and key depth",
+                          formatter_class=_HelpFormatter)
+    pk.add_argument("--model", default="passkey-rope",
+                    help="a shipped model name (passkey-rope, passkey-sinusoidal, ...) or a .npz checkpoint path")
+    pk.add_argument("--lengths", type=_int_list, default=None,
+                    help="comma-separated input lengths in tokens, prompt plus the 6-token answer (default: 1x,2x,4x,8x L)")
+    pk.add_argument("--depths", type=_float_list, default=[0.0, 0.25, 0.5, 0.75, 1.0],
+                    help="comma-separated key depths, 0 (start of the filler) to 1 (right before the question)")
+    pk.add_argument("--keys", type=int, default=20, help="random keys per (length, depth) cell")
+    pk.add_argument("--seed", type=int, default=0, help="seed of the keys")
+    pk.add_argument("--batch-size", type=int, default=8, help="prompts per forward")
+    pk.add_argument("--method", choices=("score", "generate"), default="score",
+                    help="score: teacher-forced argmax, one forward per batch; generate: greedy decoding with "
+                         "the KV cache. Both give the same exact-match accuracy")
+    pk.add_argument("--out", default=None, help="folder for passkey.json and the plots (default: print only)")
+    pk.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_position_flags(pk)
+    _add_sweep_flags(pk)
+    pk.set_defaults(run=cmd_eval_passkey)
+
+    study = tasks.add_parser("long-context", help="the Self-Extend study on the shipped models: all tables, "
+                             "JSON and figures", formatter_class=_HelpFormatter)
+    study.add_argument("--out", default="figures", help="output folder")
+    study.add_argument("--keys", type=int, default=10, help="random keys per passkey (length, depth) cell")
+    study.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    study.set_defaults(run=cmd_eval_long_context)
     return parser
 
 

@@ -6,7 +6,9 @@ without dates, so a rerun with the same matplotlib rewrites the same bytes. ``mi
 on the command line calls it.
 
 Figures that need a trained model are listed in ``CHECKPOINT_FIGURES`` and skipped while the
-package ships no checkpoint; ``build_figures`` reports each skip with its reason.
+package ships no checkpoint; ``build_figures`` reports each skip with its reason. The
+long-context study on the shipped checkpoints (``minitx.long_context``) writes the files in
+``LONG_CONTEXT_FILES``; it takes minutes, so ``long_context=False`` leaves it out.
 """
 
 from __future__ import annotations
@@ -30,22 +32,31 @@ FIGURES = {
 
 ANIMATIONS = {"rope_rotation": plotting.save_rope_animation}
 
-# Figures of trained models: attention maps per layer and head, perplexity by length for
-# RoPE, sinusoidal and Self-Extend, and the passkey heatmap.
-CHECKPOINT_FIGURES = ("attention_maps", "perplexity_by_length", "passkey_heatmap")
+# Figures of trained models still to draw: attention maps per layer and head.
+CHECKPOINT_FIGURES = ("attention_maps",)
+
+# Written by minitx.long_context.run_long_context_study: perplexity by length for RoPE,
+# sinusoidal and Self-Extend, the passkey heatmap, and the G x W sweeps.
+LONG_CONTEXT_FILES = (
+    "long_context.json",
+    "passkey_by_length.png",
+    "passkey_heatmap.png",
+    "perplexity_by_length.png",
+    "self_extend_sweep_passkey.png",
+    "self_extend_sweep_perplexity.png",
+)
 
 
 def load_shipped_model(name: str):
     """Return the shipped trained model ``name``, or None while none is packaged.
 
-    TODO: load the checkpoints shipped under minitx/checkpoints/ here, then draw
-    CHECKPOINT_FIGURES in ``build_figures`` with ``plotting.plot_attention_maps``,
-    ``plot_perplexity_by_length`` and ``plot_passkey_heatmap``.
+    TODO: load the checkpoints shipped under minitx/checkpoints/ here (``minitx.load_pretrained``),
+    then draw CHECKPOINT_FIGURES in ``build_figures`` with ``plotting.plot_attention_maps``.
     """
     return None
 
 
-def build_figures(out_dir, themes=("light", "dark")) -> dict[str, list]:
+def build_figures(out_dir, themes=("light", "dark"), long_context: bool = True) -> dict[str, list]:
     """Write every figure into ``out_dir``; return {"written": [paths], "skipped": [(name, reason)]}."""
     out_dir = Path(out_dir)
     written, skipped = [], []
@@ -60,6 +71,14 @@ def build_figures(out_dir, themes=("light", "dark")) -> dict[str, list]:
     for name, save in ANIMATIONS.items():
         written.append(save(out_dir / f"{name}.gif"))
         log.info("wrote %s", written[-1])
+
+    if long_context:
+        from .long_context import run_long_context_study
+
+        run_long_context_study(out_dir, progress=False, echo=log.info)
+        written.extend(out_dir / name for name in LONG_CONTEXT_FILES)
+    else:
+        skipped.append(("the long-context study", "turned off (long_context=False)"))
 
     if load_shipped_model("rope") is None:
         for name in CHECKPOINT_FIGURES:

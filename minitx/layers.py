@@ -189,18 +189,27 @@ class MLP(Module):
         return self.c_fc.backward(self.gelu.backward(self.c_proj.backward(dout)))
 
 
+IGNORE_INDEX = -1
+
+
 def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
     """Return (mean loss in nats, dlogits) for logits (B, T, V) and integer targets (B, T).
 
-    The log-softmax subtracts each row's max first, so large logits cannot overflow.
+    Targets equal to ``IGNORE_INDEX`` (-1) are left out: they add no loss and no gradient, and
+    the mean is over the other targets. The log-softmax subtracts each row's max first, so large
+    logits cannot overflow.
     """
     B, T, V = logits.shape
+    scored = targets != IGNORE_INDEX  # (B, T)
+    count = max(int(scored.sum()), 1)
+    safe_targets = np.where(scored, targets, 0)[..., None]  # (B, T, 1), any valid id where ignored
     shifted = logits - logits.max(axis=-1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))  # (B, T, V)
-    picked = np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]  # (B, T)
-    loss = -float(picked.astype(np.float64).mean())
+    picked = np.take_along_axis(log_probs, safe_targets, axis=-1)[..., 0]  # (B, T)
+    loss = -float(np.where(scored, picked, 0.0).astype(np.float64).sum() / count)
 
     dlogits = np.exp(log_probs)
-    np.put_along_axis(dlogits, targets[..., None], np.take_along_axis(dlogits, targets[..., None], -1) - 1, -1)
-    dlogits /= B * T
+    np.put_along_axis(dlogits, safe_targets, np.take_along_axis(dlogits, safe_targets, -1) - 1, -1)
+    dlogits /= count
+    dlogits *= scored[..., None]
     return loss, dlogits

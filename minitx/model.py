@@ -24,10 +24,17 @@ import numpy as np
 
 from ._checks import check_int, check_tokens
 from .config import ModelConfig
-from .layers import MLP, NORMS, Embedding, Linear, Module, cross_entropy
+from .layers import IGNORE_INDEX, MLP, NORMS, Embedding, Linear, Module, cross_entropy
 from .positions import PositionEncoding, RoPE, SelfExtend, pairing_permutation
 from .self_attention import CausalSelfAttention, KVCache
 from .threads import blas_pinned
+
+
+def check_targets(targets, vocab_size: int) -> np.ndarray:
+    """Return ``targets`` as int64 (B, T) ids, where -1 (``IGNORE_INDEX``) marks an unscored position."""
+    check_tokens("targets", targets)  # type and shape
+    check_tokens("targets", np.where(targets == IGNORE_INDEX, 0, targets), vocab_size)  # id range
+    return targets.astype(np.int64, copy=False)
 
 
 class Block(Module):
@@ -123,7 +130,11 @@ class TransformerLM(Module):
 
     @blas_pinned
     def forward(self, tokens, targets=None, extrapolate: bool = False):
-        """Return (logits, loss); loss is None without targets. Caches activations for backward."""
+        """Return (logits, loss); loss is None without targets. Caches activations for backward.
+
+        A target of -1 (``layers.IGNORE_INDEX``) is not scored, for example the prompt tokens of
+        a row whose answer alone should be learned.
+        """
         tokens = check_tokens("tokens", tokens, self.config.vocab_size)
         B, T = tokens.shape
         self._check_length(T, extrapolate)
@@ -137,7 +148,7 @@ class TransformerLM(Module):
         if targets is None:
             self._dlogits = None
             return logits, None
-        targets = check_tokens("targets", targets, self.config.vocab_size)
+        targets = check_targets(targets, self.config.vocab_size)
         if targets.shape != tokens.shape:
             raise ValueError(f"targets must have the shape of tokens {tokens.shape}, got {targets.shape}.")
         loss, self._dlogits = cross_entropy(logits, targets)

@@ -81,12 +81,17 @@ def train(
     resume: dict | None = None,
     progress: bool = True,
     description: str = "train",
+    sample_batch=None,
 ) -> dict:
     """Train ``model`` in place and return its history.
 
     ``resume`` is ``{"optimizer_state": ..., "meta": ...}`` as returned by ``load_checkpoint``;
     training then continues from the stored step. With ``checkpoint_path`` (and a tokenizer) a
     checkpoint is written every ``checkpoint_interval`` steps and at the end.
+
+    ``sample_batch(batch_size, T, rng)`` returns the (inputs, targets) pair of one step, each
+    (batch_size, T); by default it is ``get_batch`` on ``train_tokens``. Validation always
+    reads ``val_tokens``.
 
     The history holds lists ``step``, ``train_loss``, ``lr``, ``val_step``, ``val_loss`` and the
     final ``tokens_per_second``.
@@ -100,6 +105,8 @@ def train(
                 f"The {split} split has {len(tokens)} tokens, fewer than context_length + 1 = {T + 1}. "
                 f"Use a longer text (the validation split is its last 10%) or a shorter context_length."
             )
+    if sample_batch is None:
+        sample_batch = lambda batch_size, length, rng: get_batch(train_tokens, batch_size, length, rng)
     params = model.parameters()
     optimizer = AdamW(params, weight_decay=config.weight_decay)
     history = {"step": [], "train_loss": [], "lr": [], "val_step": [], "val_loss": []}
@@ -129,7 +136,7 @@ def train(
     started = time.perf_counter()
     val_loss = history["val_loss"][-1] if history["val_loss"] else float("nan")
     for step in bar:
-        x, y = get_batch(train_tokens, config.batch_size, T, np.random.default_rng([config.seed, step]))
+        x, y = sample_batch(config.batch_size, T, np.random.default_rng([config.seed, step]))
         _, loss = model.forward(x, y)
         if not math.isfinite(loss):
             raise FloatingPointError(f"The training loss is {loss} at step {step}. Lower the learning rate.")

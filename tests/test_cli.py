@@ -82,7 +82,10 @@ def test_cli_rejects_bad_lengths(capsys):
     assert "comma-separated integers" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [["demo"], ["train"], ["generate"], ["eval", "perplexity"], ["figures"]])
+@pytest.mark.parametrize(
+    "command",
+    [["demo"], ["train"], ["generate"], ["eval", "perplexity"], ["eval", "passkey"], ["eval", "long-context"], ["figures"]],
+)
 def test_help_names_defaults(command):
     text = subprocess.run([sys.executable, "-m", "minitx", *command, "--help"], capture_output=True, text=True, check=True).stdout
     assert "default" in text
@@ -142,7 +145,7 @@ def test_self_extend_settings_are_fitted_and_printed(capsys, demo_output):
                  "--position", "self-extend", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "G=11 and window W=8" in printed  # smallest G with G * (32 - 8 + 8 // G) >= 256
-    assert "self-extend G=11 W=8" in printed
+    assert "rope + self-extend (G=11, W=8)" in printed
 
 
 def test_help_states_each_default_once():
@@ -150,3 +153,48 @@ def test_help_states_each_default_once():
     assert "(default: None)" not in ppl
     assert "(default: False)" not in ppl
     assert ppl.count("(default:") >= 3
+
+
+def test_eval_passkey_writes_table_json_and_figures(tmp_path, capsys):
+    out = tmp_path / "passkey"
+    argv = ["eval", "passkey", "--model", "passkey-rope", "--position", "self-extend", "--group-size", "4",
+            "--window", "32", "--lengths", "128,300", "--depths", "0,1", "--keys", "2", "--no-progress",
+            "--sweep-group-sizes", "2,4", "--sweep-windows", "16,32", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "rope + self-extend (G=4, W=32)" in printed
+    assert "G \\ W" in printed
+    saved = json.loads((out / "passkey.json").read_text())
+    assert saved["passkey"]["lengths"] == [128, 300]
+    assert np.array(saved["passkey"]["accuracy"]).shape == (2, 2)
+    assert np.array(saved["sweep"]["values"]).shape == (2, 2)
+    assert saved["sweep"]["length"] == 300
+    for figure in ("passkey_heatmap.png", "self_extend_sweep_passkey.png"):
+        assert (out / figure).stat().st_size > 10_000
+    assert not list(out.glob(".*")), "temporary files were left behind"
+
+
+def test_eval_perplexity_accepts_shipped_name(tmp_path, capsys):
+    out = tmp_path / "ppl"
+    argv = ["eval", "perplexity", "--model", "char-rope", "--lengths", "128,256", "--max-tokens", "512",
+            "--sweep-group-sizes", "4", "--sweep-windows", "16,32", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    saved = json.loads((out / "perplexity.json").read_text())
+    assert set(saved["perplexity"]) == {"128", "256"}
+    assert (out / "self_extend_sweep_perplexity.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["eval", "passkey", "--model", "passkey-sinusoidal", "--position", "self-extend", "--keys", "1"], "trained with RoPE"),
+        (["eval", "passkey", "--model", "nope", "--keys", "1"], "neither a shipped model"),
+        (["eval", "passkey", "--lengths", "300", "--sweep-windows", "16"], "Give both"),
+        (["eval", "perplexity", "--model", "char-rope", "--position", "sinusoidal"], "cannot run as 'sinusoidal'"),
+        (["train", "--recipe", "passkey-alibi"], "Unknown recipe"),
+    ],
+)
+def test_eval_errors_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err

@@ -144,3 +144,23 @@ def test_model_backward(rng, position, norm):
             numeric = (plus - minus) / 2e-6
             analytic = grads[name].reshape(-1)[index]
             assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-8), f"{name}[{index}]"
+
+
+def test_cross_entropy_ignores_minus_one(rng):
+    logits = rng.standard_normal((2, 3, 5))
+    targets = np.array([[0, -1, 2], [-1, 1, 3]])
+    loss, dlogits = cross_entropy(logits, targets)
+    kept = targets != -1
+    subset, _ = cross_entropy(logits[kept][None], targets[kept][None])
+    assert loss == pytest.approx(subset)
+    assert np.all(dlogits[~kept] == 0)
+    assert_close(dlogits, numerical_gradient(lambda: cross_entropy(logits, targets)[0], logits), RTOL, ATOL)
+
+
+def test_model_rejects_targets_below_minus_one():
+    model = TransformerLM(ModelConfig(11, 8, n_layer=1, n_head=2, n_embd=8))
+    tokens = np.zeros((2, 5), dtype=np.int64)
+    _, loss = model.forward(tokens, np.full((2, 5), -1))
+    assert loss == 0.0
+    with pytest.raises(ValueError, match="token ids"):
+        model.forward(tokens, np.full((2, 5), -2))
