@@ -5,9 +5,9 @@ dark theme (``NAME-dark.png``) and the rotating-pair GIF. Files are written atom
 without dates, so a rerun with the same matplotlib rewrites the same bytes. ``minitx figures``
 on the command line calls it.
 
-Figures that need a trained model are listed in ``CHECKPOINT_FIGURES`` and skipped while the
-package ships no checkpoint; ``build_figures`` reports each skip with its reason. The
-long-context study on the shipped checkpoints (``minitx.long_context``) writes the files in
+Figures of trained models are listed in ``CHECKPOINT_FIGURES``: the attention maps of the
+shipped ``char-rope`` model on ``ATTENTION_PASSAGE``. If the checkpoint is missing from the
+installed package, ``build_figures`` skips them and reports the reason. The long-context study on the shipped checkpoints (``minitx.long_context``) writes the files in
 ``LONG_CONTEXT_FILES``; it takes minutes, so ``long_context=False`` leaves it out.
 """
 
@@ -32,8 +32,30 @@ FIGURES = {
 
 ANIMATIONS = {"rope_rotation": plotting.save_rope_animation}
 
-# Figures of trained models still to draw: attention maps per layer and head.
-CHECKPOINT_FIGURES = ("attention_maps",)
+# A 128-character passage of the held-out tenth of the corpus (Python 3.11's pydoc topics), one
+# training length of char-rope. It is fixed here rather than cut from the corpus at run time
+# because the corpus text changes with the Python version, and the figure should not.
+ATTENTION_PASSAGE = (
+    "   setdefault(key[, default])\n\n"
+    "      If *key* is in the dictionary, return its value.  If not, insert\n"
+    "      *key* with a value o"
+)
+ATTENTION_MODEL = "char-rope"
+
+
+def plot_shipped_attention_maps(model, tokenizer, theme: str = "light"):
+    """Draw the attention maps of ``model`` on ``ATTENTION_PASSAGE``, one panel per layer and head."""
+    from .inspection import attention_maps
+
+    tokens = tokenizer.encode(ATTENTION_PASSAGE)  # (T,)
+    probs = attention_maps(model, tokens)[:, 0]  # (n_layer, NH, T, T)
+    L = model.config.context_length
+    title = f"{ATTENTION_MODEL} attention on {len(tokens)} held-out characters (trained at L = {L})"
+    return plotting.plot_attention_maps(probs, title=title, theme=theme)
+
+
+# name -> function(model, tokenizer, theme) returning a Figure of the shipped ATTENTION_MODEL.
+CHECKPOINT_FIGURES = {"char_rope_attention": plot_shipped_attention_maps}
 
 # Written by minitx.long_context.run_long_context_study: perplexity by length for RoPE,
 # sinusoidal and Self-Extend, the passkey heatmap, and the G x W sweeps.
@@ -48,12 +70,27 @@ LONG_CONTEXT_FILES = (
 
 
 def load_shipped_model(name: str):
-    """Return the shipped trained model ``name``, or None while none is packaged.
+    """Return (model, tokenizer) of the shipped checkpoint ``name``, or None if it is not installed."""
+    from .recipes import load_pretrained
 
-    TODO: load the checkpoints shipped under minitx/checkpoints/ here (``minitx.load_pretrained``),
-    then draw CHECKPOINT_FIGURES in ``build_figures`` with ``plotting.plot_attention_maps``.
-    """
-    return None
+    try:
+        return load_pretrained(name)
+    except FileNotFoundError as error:
+        log.warning("failed to load the shipped model %s: %s", name, error)
+        return None
+
+
+def _save_themes(fig_for_theme, name: str, out_dir: Path, themes) -> list[Path]:
+    """Write ``NAME.png`` and ``NAME.svg`` in the light theme and ``NAME-THEME.png`` in the others."""
+    written = []
+    for theme in themes:
+        fig = fig_for_theme(theme)
+        suffixes = (".png", ".svg") if theme == "light" else (".png",)
+        stem = name if theme == "light" else f"{name}-{theme}"
+        for suffix in suffixes:
+            written.append(plotting.save_figure(fig, out_dir / f"{stem}{suffix}"))
+            log.info("wrote %s", written[-1])
+    return written
 
 
 def build_figures(out_dir, themes=("light", "dark"), long_context: bool = True) -> dict[str, list]:
@@ -61,13 +98,7 @@ def build_figures(out_dir, themes=("light", "dark"), long_context: bool = True) 
     out_dir = Path(out_dir)
     written, skipped = [], []
     for name, make in FIGURES.items():
-        for theme in themes:
-            fig = make(theme)
-            suffixes = (".png", ".svg") if theme == "light" else (".png",)
-            stem = name if theme == "light" else f"{name}-{theme}"
-            for suffix in suffixes:
-                written.append(plotting.save_figure(fig, out_dir / f"{stem}{suffix}"))
-                log.info("wrote %s", written[-1])
+        written.extend(_save_themes(make, name, out_dir, themes))
     for name, save in ANIMATIONS.items():
         written.append(save(out_dir / f"{name}.gif"))
         log.info("wrote %s", written[-1])
@@ -80,11 +111,16 @@ def build_figures(out_dir, themes=("light", "dark"), long_context: bool = True) 
     else:
         skipped.append(("the long-context study", "turned off (long_context=False)"))
 
-    if load_shipped_model("rope") is None:
-        for name in CHECKPOINT_FIGURES:
-            skipped.append((name, "needs a shipped trained checkpoint, and none is installed"))
-            log.info("skipped %s: no shipped checkpoint", name)
+    shipped = load_shipped_model(ATTENTION_MODEL)
+    for name, make in CHECKPOINT_FIGURES.items():
+        if shipped is None:
+            skipped.append((name, f"needs the shipped checkpoint {ATTENTION_MODEL}, which is not installed"))
+            log.info("skipped %s: no shipped checkpoint %s", name, ATTENTION_MODEL)
+            continue
+        model, tokenizer = shipped
+        written.extend(_save_themes(lambda theme: make(model, tokenizer, theme), name, out_dir, themes))
     return {"written": written, "skipped": skipped}
 
 
-__all__ = ["ANIMATIONS", "CHECKPOINT_FIGURES", "FIGURES", "build_figures", "load_shipped_model"]
+__all__ = ["ANIMATIONS", "ATTENTION_MODEL", "ATTENTION_PASSAGE", "CHECKPOINT_FIGURES", "FIGURES", "build_figures",
+           "load_shipped_model", "plot_shipped_attention_maps"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from minitx import ModelConfig, SelfExtend, TransformerLM, plotting
+from minitx import ModelConfig, SelfExtend, TransformerLM, figures, plotting
 from minitx.cli import main
 from minitx.figures import LONG_CONTEXT_FILES
 from minitx.inspection import attention_maps
@@ -155,4 +155,23 @@ def test_figures_command_matches_committed_files(tmp_path, capsys):
                        if not path.name.startswith(".") and path.name not in LONG_CONTEXT_FILES)
     assert generated == committed, "run `minitx figures` and commit figures/"
     assert {".png", ".svg", ".gif"} <= {Path(name).suffix for name in generated}
-    assert "Skipped attention_maps" in printed
+    assert {"char_rope_attention.png", "char_rope_attention.svg", "char_rope_attention-dark.png"} <= set(generated)
+    assert "Skipped char_rope_attention" not in printed
+
+
+def test_figures_skip_attention_without_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(figures, "load_shipped_model", lambda name: None)
+    monkeypatch.setattr(figures, "FIGURES", {})
+    monkeypatch.setattr(figures, "ANIMATIONS", {})
+    result = figures.build_figures(tmp_path, long_context=False)
+    assert result["written"] == []
+    assert [name for name, _ in result["skipped"]] == ["the long-context study", "char_rope_attention"]
+    assert "char-rope" in result["skipped"][1][1]
+
+
+def test_shipped_attention_figure_is_deterministic(tmp_path):
+    model, tokenizer = figures.load_shipped_model(figures.ATTENTION_MODEL)
+    first = plotting.save_figure(figures.plot_shipped_attention_maps(model, tokenizer), tmp_path / "first.png")
+    second = plotting.save_figure(figures.plot_shipped_attention_maps(model, tokenizer), tmp_path / "second.png")
+    assert first.read_bytes() == second.read_bytes()
+    assert len(figures.ATTENTION_PASSAGE) == model.config.context_length
