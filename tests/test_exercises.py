@@ -182,3 +182,15 @@ def test_checker_failure_shows_expected_and_got():
         check_sinusoidal(table_with_wrong_base)
     assert "expected" in str(error.value)
     assert "got" in str(error.value)
+
+
+def test_checker_names_the_property_when_the_function_crashes():
+    from minitx.exercises import check_sinusoidal
+
+    def crashes_on_odd_dim(T, dim):
+        if dim % 2:
+            raise ValueError("odd dim")
+        return minitx.Sinusoidal(dim).table(np.arange(T))
+
+    with pytest.raises(AssertionError, match=r"failed: .*raised ValueError: odd dim"):
+        check_sinusoidal(crashes_on_odd_dim)
