@@ -1,8 +1,8 @@
 """Input checks shared by the public functions.
 
 Every public entry point validates its arguments here, in Python, before any compiled kernel
-runs, so that a bad call fails with a message that names the value, the rule and the fix
-instead of a Numba typing error or a silent NaN.
+runs. A bad call then fails with a message that names the value, the rule and the fix, instead
+of a Numba typing error or a silent NaN.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def check_tokens(name: str, tokens, vocab_size: int | None = None) -> np.ndarray
         low, high = int(tokens.min()), int(tokens.max())
         if low < 0 or high >= vocab_size:
             raise ValueError(
-                f"{name} holds token ids in [{low}, {high}], but the vocabulary has ids "
+                f"{name} contains token ids in [{low}, {high}], but the vocabulary has ids "
                 f"0..{vocab_size - 1}. Encode the text with the tokenizer the model was built with."
             )
     return tokens.astype(np.int64, copy=False)

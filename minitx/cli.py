@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointError, atomic_write
+from .checkpoint import CheckpointError
 
 log = logging.getLogger("minitx")
 
@@ -129,7 +128,7 @@ def cmd_train(args) -> int:
         model, tokenizer, optimizer_state, meta = load_checkpoint(checkpoint)
         if "step" not in meta or "history" not in meta or not optimizer_state:
             raise CheckpointError(
-                f"{checkpoint} holds no training state (step, history and optimizer), so training "
+                f"{checkpoint} contains no training state (step, history and optimizer), so training "
                 "cannot resume from it. Train without --resume, or into another --out folder."
             )
         if meta["step"] >= args.steps:
@@ -175,18 +174,18 @@ def cmd_generate(args) -> int:
     prompt = tokenizer.encode(args.prompt)
     if prompt.size == 0:
         raise ValueError("--prompt is empty. Give at least one character to continue.")
-    wanted = 200 if args.max_new_tokens is None else args.max_new_tokens
-    model = _apply_position(model, args, len(prompt) + wanted)
+    new_tokens = 200 if args.max_new_tokens is None else args.max_new_tokens
+    model = _apply_position(model, args, len(prompt) + new_tokens)
     limit = model.max_length()
     if args.max_new_tokens is None and not args.extrapolate:
-        wanted = min(wanted, limit - len(prompt))
-    if len(prompt) + wanted > limit and not args.extrapolate:
+        new_tokens = max(0, min(new_tokens, limit - len(prompt)))  # a prompt past the limit fails below
+    if len(prompt) + new_tokens > limit and not args.extrapolate:
         raise ValueError(
-            f"The prompt ({len(prompt)} tokens) plus --max-new-tokens {wanted} exceeds {limit}, the "
+            f"The prompt ({len(prompt)} tokens) plus --max-new-tokens {new_tokens} exceeds {limit}, the "
             "longest input this model supports. Pass a smaller --max-new-tokens or a shorter prompt, "
             "--position self-extend to extend a RoPE model, or --extrapolate to run past the limit."
         )
-    tokens = generate(model, prompt, wanted, temperature=args.temperature, top_k=args.top_k,
+    tokens = generate(model, prompt, new_tokens, temperature=args.temperature, top_k=args.top_k,
                       seed=args.seed, extrapolate=args.extrapolate)
     print(args.prompt + tokenizer.decode(tokens[len(prompt):]))
     return 0
@@ -198,20 +197,31 @@ def _sweep_requested(args) -> bool:
     return bool(args.sweep_group_sizes)
 
 
-def cmd_eval_perplexity(args) -> int:
-    from .data import split_train_val
-    from .long_context import format_by_length_table, format_sweep_table, write_json
-    from .plotting import plot_perplexity_by_length, plot_self_extend_sweep, save_figure
+def _prepare_evaluation(args):
+    """Check the flags and output folder, then return (trained, tokenizer, model, lengths, sweep).
+
+    ``model`` is ``trained`` switched to the --position setting; lengths default to 1x..8x L.
+    """
     from .recipes import load_pretrained
-    from .tasks import perplexity_by_length, sweep_self_extend
 
     if args.out:
         _prepare_output_folder(args.out)
+    sweep = _sweep_requested(args)
     trained, tokenizer = load_pretrained(args.model)
     L = trained.config.context_length
     lengths = args.lengths or [L, 2 * L, 4 * L, 8 * L]
     model = _apply_position(trained, args, max(lengths))
-    sweep = _sweep_requested(args)
+    return trained, tokenizer, model, lengths, sweep
+
+
+def cmd_eval_perplexity(args) -> int:
+    from .data import split_train_val
+    from .long_context import format_by_length_table, format_sweep_table, write_json
+    from .plotting import plot_perplexity_by_length, plot_self_extend_sweep, save_figure
+    from .tasks import perplexity_by_length, sweep_self_extend
+
+    trained, tokenizer, model, lengths, sweep = _prepare_evaluation(args)
+    L = trained.config.context_length
     _, val_ids = split_train_val(tokenizer.encode(_load_corpus(args.data)))
     results = perplexity_by_length(model, val_ids, lengths, args.max_tokens, progress=not args.no_progress)
 
@@ -220,7 +230,7 @@ def cmd_eval_perplexity(args) -> int:
         print(f"Lengths above {model.max_length()} exceed what this model supports; expect them to degrade.")
     print(f"Validation perplexity of {args.model} ({name}, trained at {L}):")
     print(format_by_length_table({name: results}, L))
-    payload = {"model": str(args.model), "position": dataclasses.asdict(model.config),
+    payload = {"model": str(args.model), "config": dataclasses.asdict(model.config),
                "perplexity": {str(n): p for n, p in results.items()}}
     if sweep:
         length = max(lengths)
@@ -252,27 +262,20 @@ def _setting_name(model) -> str:
 def cmd_eval_passkey(args) -> int:
     from .long_context import format_passkey_table, format_sweep_table, write_json
     from .plotting import plot_passkey_heatmaps, plot_self_extend_sweep, save_figure
-    from .recipes import load_pretrained
     from .tasks import evaluate_passkey, sweep_self_extend
 
-    if args.out:
-        _prepare_output_folder(args.out)
-    trained, tokenizer = load_pretrained(args.model)
+    trained, tokenizer, model, lengths, sweep = _prepare_evaluation(args)
     L = trained.config.context_length
-    lengths = args.lengths or [L, 2 * L, 4 * L, 8 * L]
-    model = _apply_position(trained, args, max(lengths))
-    sweep = _sweep_requested(args)
 
-    def evaluate(m, lengths):
+    def evaluate(m, lengths, progress=False):
         return evaluate_passkey(m, tokenizer, lengths, args.depths, n_keys=args.keys, seed=args.seed,
-                                batch_size=args.batch_size, method=args.method)
+                                batch_size=args.batch_size, method=args.method, progress=progress)
 
-    result = evaluate_passkey(model, tokenizer, lengths, args.depths, n_keys=args.keys, seed=args.seed,
-                              batch_size=args.batch_size, method=args.method, progress=not args.no_progress)
+    result = evaluate(model, lengths, progress=not args.no_progress)
     name = _setting_name(model)
     print(f"Passkey exact-match accuracy of {args.model} ({name}, trained at {L}, {args.keys} keys per cell):")
     print(format_passkey_table(result, L))
-    payload = {"model": str(args.model), "position": dataclasses.asdict(model.config), "passkey": result}
+    payload = {"model": str(args.model), "config": dataclasses.asdict(model.config), "passkey": result}
     if sweep:
         length = max(lengths)
         payload["sweep"] = sweep_self_extend(trained, args.sweep_group_sizes, args.sweep_windows,

@@ -93,7 +93,7 @@ def train(
     (batch_size, T); by default it is ``get_batch`` on ``train_tokens``. Validation always
     reads ``val_tokens``.
 
-    The history holds lists ``step``, ``train_loss``, ``lr``, ``val_step``, ``val_loss`` and the
+    The history contains lists ``step``, ``train_loss``, ``lr``, ``val_step``, ``val_loss`` and the
     final ``tokens_per_second``.
     """
     if checkpoint_path is not None and tokenizer is None:

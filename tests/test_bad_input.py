@@ -202,10 +202,12 @@ def test_numpy_scalars_in_configs_become_python_numbers():
     from minitx.train import TrainConfig
 
     config = ModelConfig(vocab_size=np.int64(5), context_length=np.int32(8), n_layer=1, n_head=2, n_embd=8, base=np.float32(500))
-    assert type(config.vocab_size) is int and type(config.base) is float
+    assert type(config.vocab_size) is int
+    assert type(config.base) is float
     assert '"vocab_size": 5' in config.to_json()
     train_config = TrainConfig(steps=np.int64(3), learning_rate=np.float32(0.01))
-    assert type(train_config.steps) is int and type(train_config.learning_rate) is float
+    assert type(train_config.steps) is int
+    assert type(train_config.learning_rate) is float
 
 
 @pytest.mark.parametrize(

@@ -24,9 +24,11 @@ def test_quick_demo_writes_results(demo_output):
     assert results["lengths"] == [L, 2 * L, 4 * L, 8 * L]
     for by_length in results["perplexity"].values():
         values = [by_length[str(n)] for n in results["lengths"]]
-        assert all(np.isfinite(values)) and min(values) > 1
+        assert all(np.isfinite(values))
+        assert min(values) > 1
     assert (demo_output / "perplexity_by_length.png").stat().st_size > 10_000
-    assert (demo_output / "rope.npz").is_file() and (demo_output / "sinusoidal.npz").is_file()
+    assert (demo_output / "rope.npz").is_file()
+    assert (demo_output / "sinusoidal.npz").is_file()
     assert not list(demo_output.glob(".*")), "temporary files were left behind"
 
 
@@ -72,7 +74,8 @@ def test_train_then_generate_and_eval(tmp_path, capsys):
 def test_cli_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error:") and message in err
+    assert err.startswith("error:")
+    assert message in err
     assert "Traceback" not in err
 
 
@@ -92,7 +95,7 @@ def test_help_names_defaults(command):
     assert "usage: minitx" in text
 
 
-def test_output_path_that_is_a_file_fails_before_training(tmp_path, capsys):
+def test_train_out_file_fails_early(tmp_path, capsys):
     blocker = tmp_path / "taken"
     blocker.write_text("not a folder")
     assert main(["train", "--out", str(blocker), "--steps", "1"]) == 2
@@ -137,7 +140,8 @@ def test_train_refuses_to_overwrite_a_checkpoint(tmp_path, capsys, demo_output):
 def test_generate_default_length_fits_the_model(capsys, demo_output):
     assert main(["generate", "--checkpoint", str(demo_output / "rope.npz"), "--prompt", "def ", "--temperature", "0"]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("def ") and len(printed.rstrip("\n")) == 32  # the quick model's context length
+    assert printed.startswith("def ")
+    assert len(printed.rstrip("\n")) == 32  # the quick model's context length
 
 
 def test_self_extend_settings_are_fitted_and_printed(capsys, demo_output):
@@ -197,4 +201,10 @@ def test_eval_perplexity_accepts_shipped_name(tmp_path, capsys):
 def test_eval_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error:") and message in err
+    assert err.startswith("error:")
+    assert message in err
+
+
+def test_generate_prompt_past_limit_names_flags(capsys, demo_output):
+    assert main(["generate", "--checkpoint", str(demo_output / "rope.npz"), "--prompt", "x" * 40]) == 2
+    assert "--max-new-tokens" in capsys.readouterr().err

@@ -146,7 +146,8 @@ def test_checkpoint_round_trip_is_bit_identical(corpus, tmp_path):
     assert optimizer_state == {}
     assert meta == {"note": "x"}
     for (name, a), (_, b) in zip(model.named_parameters(), loaded.named_parameters()):
-        assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
+        assert a.dtype == b.dtype, name
+        assert a.tobytes() == b.tobytes(), name
     tokens = np.arange(20).reshape(2, 10) % tokenizer.vocab_size
     assert np.array_equal(model(tokens), loaded(tokens))
 

@@ -106,12 +106,23 @@ def sample_prompts(length: int, depth: float, n_keys: int, seed: int = 0) -> lis
     """Return ``n_keys`` prompts of one (length, depth) cell with random keys from ``seed``.
 
     The keys depend only on ``seed``, not on length or depth, so every cell of an evaluation
-    grid asks for the same keys.
+    grid uses the same keys.
     """
     n_keys = check_int("n_keys", n_keys, minimum=1)
     seed = check_int("seed", seed, minimum=0)
     rng = np.random.default_rng([seed, 7])
     return [make_prompt(length, depth, random_key(rng)) for _ in range(n_keys)]
+
+
+def _batches_of_one_length(prompts: list[PasskeyPrompt], batch_size: int):
+    """Yield (batch, N): consecutive groups of ``batch_size`` prompts that share the length N."""
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    for first in range(0, len(prompts), batch_size):
+        batch = prompts[first:first + batch_size]
+        lengths = {prompt.length for prompt in batch}
+        if len(lengths) != 1:
+            raise ValueError(f"Prompts of one batch must share a length, got lengths {sorted(lengths)}.")
+        yield batch, lengths.pop()
 
 
 def score_prompts(model, tokenizer, prompts: list[PasskeyPrompt], batch_size: int = 8) -> list[str]:
@@ -124,14 +135,8 @@ def score_prompts(model, tokenizer, prompts: list[PasskeyPrompt], batch_size: in
     token the returned characters can differ from what free-running decoding would write.
     Prompts of one batch must share a length.
     """
-    batch_size = check_int("batch_size", batch_size, minimum=1)
     answers = []
-    for first in range(0, len(prompts), batch_size):
-        batch = prompts[first:first + batch_size]
-        lengths = {prompt.length for prompt in batch}
-        if len(lengths) != 1:
-            raise ValueError(f"Prompts scored in one batch must share a length, got lengths {sorted(lengths)}.")
-        N = lengths.pop()
+    for batch, N in _batches_of_one_length(prompts, batch_size):
         tokens = np.stack([tokenizer.encode(prompt.text + prompt.answer) for prompt in batch])  # (B, N + A)
         logits, _ = model.forward(tokens[:, :-1], extrapolate=True)  # (B, N + A - 1, V)
         predicted = logits[:, N - 1:].argmax(axis=-1)  # (B, A): the prediction for each answer token
@@ -148,14 +153,8 @@ def generate_answers(model, tokenizer, prompts: list[PasskeyPrompt], batch_size:
     """
     from ..generate import generate
 
-    batch_size = check_int("batch_size", batch_size, minimum=1)
     answers = []
-    for first in range(0, len(prompts), batch_size):
-        batch = prompts[first:first + batch_size]
-        lengths = {prompt.length for prompt in batch}
-        if len(lengths) != 1:
-            raise ValueError(f"Prompts decoded in one batch must share a length, got lengths {sorted(lengths)}.")
-        N = lengths.pop()
+    for batch, N in _batches_of_one_length(prompts, batch_size):
         tokens = np.stack([tokenizer.encode(prompt.text) for prompt in batch])  # (B, N)
         out = generate(model, tokens, 1 + KEY_DIGITS, temperature=0, extrapolate=True)  # (B, N + A)
         answers.extend(tokenizer.decode(row[N:]) for row in out)
