@@ -24,6 +24,13 @@ def check_int(name: str, value, minimum: int | None = None) -> int:
     return value
 
 
+def check_bool(name: str, value) -> bool:
+    """Return ``value`` as a bool, or raise if it is not True or False (a NumPy bool counts)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} of type {type(value).__name__}.")
+    return bool(value)
+
+
 def check_positive_float(name: str, value) -> float:
     """Return ``value`` as a float, or raise if it is not a finite number > 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -48,6 +48,20 @@ def load_text(path) -> str:
     return text
 
 
+
+def _check_ids(ids, vocab_size: int) -> np.ndarray:
+    """Return ``ids`` as a 1-D int64 array, or raise naming the id outside 0 .. vocab_size - 1."""
+    array = np.asarray(ids)
+    if array.ndim != 1 or not (array.size == 0 or np.issubdtype(array.dtype, np.integer)):
+        raise TypeError(f"ids must be a 1-D sequence of integer token ids, got {ids!r:.80}.")
+    bad = array[(array < 0) | (array >= vocab_size)]
+    if bad.size:
+        raise ValueError(
+            f"Token id {int(bad[0])} is outside this tokenizer's ids 0 .. {vocab_size - 1}. "
+            "Decode only ids that came from this tokenizer or from a model trained with it."
+        )
+    return array.astype(np.int64)
+
 class CharTokenizer:
     """One id per distinct character, ids in sorted character order."""
 
@@ -82,7 +96,9 @@ class CharTokenizer:
         return np.array([self.ids[ch] for ch in text], dtype=np.int64)
 
     def decode(self, ids) -> str:
-        return "".join(self.chars[int(i)] for i in ids)
+        """Return the text of ``ids``; raises on an id outside 0 .. vocab_size - 1."""
+        ids = _check_ids(ids, self.vocab_size)
+        return "".join(self.chars[i] for i in ids.tolist())
 
     def to_json(self) -> str:
         return json.dumps({"kind": self.kind, "chars": "".join(self.chars)})
@@ -98,7 +114,9 @@ class ByteTokenizer:
         return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
 
     def decode(self, ids) -> str:
-        return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+        """Return the text of ``ids``; raises on an id outside 0 .. 255."""
+        ids = _check_ids(ids, self.vocab_size)
+        return bytes(ids.tolist()).decode("utf-8", errors="replace")
 
     def to_json(self) -> str:
         return json.dumps({"kind": self.kind})

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from ._checks import check_int, check_tokens
+from ._checks import check_bool, check_int, check_tokens
 from .config import ModelConfig
 from .layers import IGNORE_INDEX, MLP, NORMS, Embedding, Linear, Module, cross_entropy
 from .positions import PositionEncoding, RoPE, SelfExtend, pairing_permutation
@@ -105,6 +105,7 @@ class TransformerLM(Module):
     # ----------------------------------------------------------------- forward and backward
 
     def _check_length(self, T: int, extrapolate: bool) -> None:
+        extrapolate = check_bool("extrapolate", extrapolate)
         limit = self.max_length()
         if T > limit and not extrapolate:
             L = self.config.context_length

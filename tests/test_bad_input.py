@@ -241,3 +241,22 @@ def test_max_length_validates_training_length():
     for encoding in (RoPE(8), Sinusoidal(8), SelfExtend(8, 2, 4)):
         with pytest.raises(ValueError, match="trained_length must be >= 1"):
             encoding.max_length(0)
+
+
+@pytest.mark.parametrize("tokenizer", [minitx.data.CharTokenizer.from_text("abc"), minitx.data.ByteTokenizer()])
+@pytest.mark.parametrize("ids, error, message", [
+    ([-1], ValueError, "Token id -1 is outside"),
+    ([0, 300], ValueError, "Token id 300 is outside"),
+    ([[1]], TypeError, "1-D sequence of integer"),
+    ([0.5], TypeError, "1-D sequence of integer"),
+])
+def test_decode_rejects_ids_outside_the_vocabulary(tokenizer, ids, error, message):
+    with pytest.raises(error, match=message):
+        tokenizer.decode(ids)
+
+
+@pytest.mark.parametrize("flag", ["no", 1, None])
+def test_extrapolate_must_be_a_bool(flag):
+    model = TransformerLM(ModelConfig(vocab_size=5, context_length=6, n_layer=1, n_head=1, n_embd=4))
+    with pytest.raises(TypeError, match="extrapolate must be True or False"):
+        model(np.zeros((1, 3), np.int64), extrapolate=flag)
