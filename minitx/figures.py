@@ -61,6 +61,7 @@ CHECKPOINT_FIGURES = {"char_rope_attention": plot_shipped_attention_maps}
 # sinusoidal and Self-Extend, the passkey heatmap, and the G x W sweeps.
 LONG_CONTEXT_FILES = (
     "long_context.json",
+    "passkey_answer_attention.png",
     "passkey_by_length.png",
     "passkey_heatmap.png",
     "perplexity_by_length.png",

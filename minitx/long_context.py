@@ -7,6 +7,8 @@ plain RoPE, as RoPE with Self-Extend (same weights, no training) and as the sinu
 counterpart, and writes
 
 - ``passkey_heatmap.png`` and ``passkey_by_length.png``: passkey accuracy by length and depth;
+- ``passkey_answer_attention.png``: where the first layer's copying heads look while the answer
+  is predicted, with plain RoPE and with Self-Extend;
 - ``perplexity_by_length.png``: perplexity of the character models by length;
 - ``self_extend_sweep_passkey.png`` and ``self_extend_sweep_perplexity.png``: the G x W study;
 - ``long_context.json``: every number behind the figures, and the settings used.
@@ -29,6 +31,8 @@ from .tasks import evaluate_passkey, perplexity_by_length, sample_prompts, sweep
 
 #: Self-Extend settings of the study; both keep 4L inside max_length (see SelfExtend.max_length).
 PASSKEY_GROUP_SIZE, PASSKEY_WINDOW = 8, 64
+#: The smallest grouping, used at L to show that merging pairs of positions already breaks retrieval.
+ANALYSIS_GROUP_SIZE = 2
 CHAR_GROUP_SIZE, CHAR_WINDOW = 16, 32
 MULTIPLES = (1, 2, 4, 8)
 DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -83,8 +87,8 @@ def write_json(path, payload: dict) -> Path:
 
 def run_long_context_study(out_dir="figures", n_keys: int = 10, progress: bool = True, echo=print) -> dict:
     """Evaluate the shipped models past L, print the tables and write JSON and figures to ``out_dir``."""
-    from .plotting import (plot_passkey_by_length, plot_passkey_heatmaps, plot_perplexity_by_length,
-                           plot_self_extend_sweep, save_figure)
+    from .plotting import (plot_answer_attention, plot_passkey_by_length, plot_passkey_heatmaps,
+                           plot_perplexity_by_length, plot_self_extend_sweep, save_figure)
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -120,6 +124,31 @@ def run_long_context_study(out_dir="figures", n_keys: int = 10, progress: bool =
         cells = ", ".join(f"{N}: " + " ".join(f"{max(layer):.2f}" for layer in mass) for N, mass in by_length.items())
         echo(f"  {name:>32} | {cells}")
     results["passkey"]["attention_to_key"] = attention
+
+    # Which answer tokens fail, and what the copying heads of the first layer look at.
+    analysis = {
+        "rope at L": (rope, L),
+        f"self-extend (G={ANALYSIS_GROUP_SIZE}, W={PASSKEY_WINDOW}) at L": (
+            with_self_extend(rope, ANALYSIS_GROUP_SIZE, PASSKEY_WINDOW), L),
+        f"self-extend (G={PASSKEY_GROUP_SIZE}, W={PASSKEY_WINDOW}) at 4L": (settings[self_extend_name], 4 * L),
+    }
+    token_accuracy, panels = {}, {}
+    for name, (model, N) in analysis.items():
+        prompts = sample_prompts(N - 6, 0.5, n_keys, seed=0)
+        token_accuracy[name] = answer_token_accuracy(model, tokenizer, prompts).tolist()
+        panels[name], sentence = answer_attention(model, tokenizer, prompts[0])
+        answer = prompts[0].answer  # the same key in every setting: keys depend only on the seed
+    echo("\nTeacher-forced accuracy of each answer token (space, digits 1 to 5), depth 0.5:")
+    for name, values in token_accuracy.items():
+        echo(f"  {name:>32} | " + " ".join(f"{value:4.0%}" for value in values))
+    first_rows = panels["rope at L"][0]  # (NH, 6, len(sentence)): layer 0 under plain RoPE
+    digits = [index for index, ch in enumerate(sentence) if ch.isdigit()]
+    heads = sorted(np.argsort(first_rows[:, :, digits].sum(axis=(1, 2)))[-2:].tolist())  # the two copying heads
+    results["passkey"]["answer_token_accuracy"] = token_accuracy
+    results["passkey"]["answer_attention_heads"] = {"layer": 0, "heads": heads}
+    save_figure(plot_answer_attention(panels, sentence, answer, heads, layer=0,
+                                      title="Where the answer looks: first-layer heads that copy the key, depth 0.5"),
+                out_dir / "passkey_answer_attention.png")
 
     save_figure(plot_passkey_heatmaps(passkey, L, title=f"Passkey retrieval, trained at L={L}"),
                 out_dir / "passkey_heatmap.png")
@@ -204,3 +233,36 @@ def attention_to_key(model, tokenizer, prompt) -> np.ndarray:
         weights.append(probs[0, :, 0, key_positions].sum(axis=0))  # (10, NH) -> (NH,)
     model._dlogits = None
     return np.array(weights)
+
+
+def answer_attention(model, tokenizer, prompt) -> tuple[np.ndarray, str]:
+    """Return the attention from the answer predictions onto the key sentence, and that sentence.
+
+    The model reads the prompt and its answer (teacher forcing). The query rows are the six
+    positions that predict the six answer tokens: the last prompt character, the space and the
+    first four digits. The key columns are the characters of the key sentence. Returns
+    (weights, sentence) with weights of shape (n_layer, NH, 6, len(sentence)). A head that
+    copies the key puts row r's weight on the key digit that answer token r must repeat.
+    """
+    from .inspection import attention_maps
+
+    tokens = tokenizer.encode(prompt.text + prompt.answer)[None, :-1]  # (1, N + 5)
+    N = prompt.length
+    start = prompt.key_start
+    end = prompt.text.index(" is the pass key.", start) + len(" is the pass key.")
+    maps = attention_maps(model, tokens, extrapolate=True)  # (n_layer, 1, NH, T, T)
+    model._dlogits = None
+    return maps[:, 0, :, N - 1:, start:end], prompt.text[start:end]
+
+
+def answer_token_accuracy(model, tokenizer, prompts, batch_size: int = 8) -> np.ndarray:
+    """Return the (6,) share of prompts whose answer token r is predicted right, with teacher forcing.
+
+    Exact match needs all six; this shows which of them fail. Token 0 is the space before the
+    key, tokens 1 to 5 its digits.
+    """
+    from .tasks.passkey import score_prompts
+
+    predicted = score_prompts(model, tokenizer, prompts, batch_size)
+    right = [[a == b for a, b in zip(answer, prompt.answer)] for answer, prompt in zip(predicted, prompts)]
+    return np.mean(right, axis=0)  # (n_prompts, 6) -> (6,)

@@ -575,3 +575,35 @@ def plot_self_extend_sweep(sweep: dict, metric_label: str, title: str | None = N
         fig.colorbar(image, ax=ax, label=metric_label)
         ax.set_title(title or f"Self-Extend: {metric_label}")
     return fig
+
+
+def plot_answer_attention(panels: dict[str, np.ndarray], sentence: str, answer: str, heads, layer: int = 0,
+                          title: str | None = None):
+    """Return a grid of attention from the answer predictions onto the key sentence.
+
+    ``panels`` maps a setting name to the weights of ``minitx.long_context.answer_attention``
+    for one prompt, shape (n_layer, NH, 6, len(sentence)). Columns of the grid are settings,
+    rows the chosen ``heads`` of ``layer``. In each panel row r is the position that predicts
+    answer token r and the x axis spells out the key sentence, so a copying head shows a
+    diagonal over the key's digits.
+    """
+    names = list(panels)
+    heads = list(heads)
+    targets = [repr(ch) if ch == " " else ch for ch in answer]
+    with projector_style():
+        fig = Figure(figsize=(6.5 * len(names) + 1.5, 2.6 * len(heads) + 1.6), layout="constrained")
+        axes = fig.subplots(len(heads), len(names), squeeze=False)
+        for column, name in enumerate(names):
+            for row, head in enumerate(heads):
+                ax = axes[row, column]
+                weights = panels[name][layer, head]  # (6, len(sentence))
+                image = ax.imshow(weights, cmap="magma", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+                ax.set_xticks(range(len(sentence)), list(sentence), fontsize=8, fontfamily="monospace")
+                ax.set_yticks(range(len(targets)), [f"→ {t}" for t in targets], fontsize=10)
+                ax.grid(False)
+                ax.set_title(f"{name}\nlayer {layer}, head {head}" if row == 0 else f"layer {layer}, head {head}",
+                             fontsize=13)
+        fig.colorbar(image, ax=axes, shrink=0.8, label="attention probability")
+        if title:
+            fig.suptitle(title)
+    return fig

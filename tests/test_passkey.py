@@ -179,3 +179,14 @@ def test_score_rejects_mixed_lengths(tokenizer):
     prompts = sample_prompts(150, 0.5, 1, seed=2) + sample_prompts(160, 0.5, 1, seed=2)
     with pytest.raises(ValueError, match="share a length"):
         score_prompts(RuleModel(tokenizer), tokenizer, prompts, batch_size=2)
+
+
+def test_answer_token_accuracy_locates_the_wrong_digit(tokenizer):
+    from minitx.long_context import answer_token_accuracy
+
+    prompts = sample_prompts(220, 0.25, 6, seed=2)
+    right = answer_token_accuracy(RuleModel(tokenizer), tokenizer, prompts)
+    spoiled = RuleModel(tokenizer, transform=lambda key: key[:3] + str((int(key[3]) + 1) % 10) + key[4])
+    wrong_fourth = answer_token_accuracy(spoiled, tokenizer, prompts)
+    np.testing.assert_array_equal(right, np.ones(6))
+    np.testing.assert_array_equal(wrong_fourth, [1, 1, 1, 1, 0, 1])  # space, digits 1-3 right, digit 4 wrong

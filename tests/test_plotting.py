@@ -48,6 +48,18 @@ def test_figure_builds_in_theme(name, theme):
     assert any(ax.get_ylabel() for ax in panels), f"{name}: no y axis is labelled"
 
 
+def test_answer_attention_grid_spells_the_key_sentence():
+    sentence = "The pass key is 40172. Remember it. 40172 is the pass key."
+    weights = np.random.default_rng(3).dirichlet(np.ones(len(sentence)), size=(2, 3, 6))  # (n_layer, NH, 6, S)
+    fig = plotting.plot_answer_attention({"rope": weights, "self-extend": weights[::-1]}, sentence, " 40172",
+                                         heads=[0, 2], layer=1)
+    images = [ax for ax in fig.axes if ax.get_images()]
+    assert len(images) == 4  # 2 heads x 2 settings
+    assert "".join(label.get_text() for label in images[0].get_xticklabels()) == sentence
+    assert [label.get_text() for label in images[0].get_yticklabels()][1] == "→ 4"  # row 1 predicts digit 1
+    np.testing.assert_array_equal(images[2].get_images()[0].get_array(), weights[1, 2])  # row-major: head 2, "rope"
+
+
 def test_attention_axes_put_query_on_rows():
     fig = plotting.plot_attention_maps(_probs(n_layer=1, NH=1))
     ax = fig.axes[0]

@@ -100,3 +100,20 @@ def test_attention_to_key_finds_retrieval_head():
     assert weights.shape == (model.config.n_layer, model.config.n_head)
     assert np.all((weights >= 0) & (weights <= 1 + 1e-6))
     assert weights.max() > 0.3, "plain RoPE retrieves at this length, so some head looks at the key"
+
+
+def test_answer_attention_shows_the_copy_diagonal_with_plain_rope():
+    from minitx.long_context import answer_attention
+    from minitx.tasks import sample_prompts
+
+    model, tokenizer = minitx.load_pretrained("passkey-rope")
+    prompt = sample_prompts(250, 0.5, 1, seed=0)[0]
+    weights, sentence = answer_attention(model, tokenizer, prompt)
+    assert sentence == f"The pass key is {prompt.key}. Remember it. {prompt.key} is the pass key."
+    assert weights.shape == (model.config.n_layer, model.config.n_head, 6, len(sentence))
+    assert np.all(weights >= 0) and np.all(weights.sum(axis=-1) <= 1 + 1e-6)
+    # Rows 2 to 5 predict key digits 2 to 5; some first-layer head looks at exactly those.
+    first_digit = sentence.index(prompt.key)
+    targets = first_digit + np.arange(1, 5)
+    looked_at = weights[0, :, 2:, :].argmax(axis=-1)  # (NH, 4)
+    assert any(np.array_equal(row, targets) for row in looked_at), looked_at
