@@ -22,8 +22,9 @@ from minitx import attend
 from minitx.attention import api, kernels, reference
 from minitx.attention.compile import enable_cache, fallback_cache_dir
 from minitx.attention.flash_forward import flash_attention_forward
-from minitx.attention.tiles import EXP_MIN_ARGUMENT, exp_shifted, matmul_nt
+from minitx.attention.tiles import EXP_MIN_ARGUMENT, exp_shifted, matmul_nn, matmul_nt
 from minitx.positions import SelfExtend
+from minitx.threads import max_num_threads, run_work_items
 
 TOLERANCE = {np.float64: 1e-10, np.float32: 1e-5}
 JIT_DISABLED = bool(numba.config.DISABLE_JIT)
@@ -190,6 +191,44 @@ def test_matmul_nt_adds_product_for_odd_rows(rng):
     expected = C + A @ B.T
     matmul_nt(A, B, C, 7, 8, 5)
     assert_close(C, expected, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("n_rows", [1, 4, 7])
+def test_matmul_nn_adds_product_inside_larger_arrays(rng, n_rows):
+    """Rows, columns and inner entries past the given sizes are neither read nor written."""
+    A = rng.standard_normal((9, 12))
+    B = rng.standard_normal((10, 6))
+    C = rng.standard_normal((8, 6))
+    expected = C.copy()
+    expected[:n_rows, :5] += A[:n_rows, :8] @ B[:8, :5]
+    matmul_nn(A, B, C, n_rows, 5, 8)
+    assert_close(C, expected, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n_items", [1, 3, 37])
+def test_run_work_items_covers_each_item_once(n_threads, n_items):
+    before = minitx.get_num_threads()
+    counts = np.zeros(n_items, np.int64)
+
+    def kernel(counts, start, stop):
+        counts[start:stop] += 1
+
+    try:
+        minitx.set_num_threads(min(n_threads, max_num_threads()))
+        run_work_items(kernel, (counts,), n_items)
+    finally:
+        minitx.set_num_threads(before)
+    assert (counts == 1).all(), f"items run {counts.tolist()} times, expected once each"
+
+
+def test_run_work_items_raises_kernel_error():
+    def kernel(start, stop):
+        if start <= 2 < stop:
+            raise RuntimeError("item 2 failed")
+
+    with pytest.raises(RuntimeError, match="item 2 failed"):
+        run_work_items(kernel, (), 5)
 
 
 def test_set_num_threads_sets_kernel_threads():
