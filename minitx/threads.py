@@ -25,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import functools
+import os
 import threading
 
 import numba
@@ -51,6 +52,19 @@ _num_threads = None
 #: One executor per thread count, created on first use. Its idle threads cost no CPU time.
 _executors: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
 _executors_lock = threading.Lock()
+
+
+def _forget_executors_after_fork() -> None:
+    # A forked child inherits the executors but not their threads, so work submitted to them
+    # would never run. The child creates new executors on first use instead.
+    global _executors_lock
+    _executors.clear()
+    _executors_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_forget_executors_after_fork)
+
 #: Contiguous shares of work items per thread. More shares than threads let a thread that
 #: finishes early take over work, which matters when other processes share the cores.
 SHARES_PER_THREAD = 4

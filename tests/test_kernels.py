@@ -1,7 +1,7 @@
 """Compiled kernels: each equals the NumPy reference, plus threads, caching and warm-up.
 
 Tolerances are 1e-10 for float64 and 1e-5 for float32, relative and absolute. The blocked
-kernels work on 64 x 64 tiles, so sizes up to 150 cross several tile edges and end inside a
+kernels work on 128 x 128 tiles, so sizes up to 300 cross two tile edges and end inside a
 tile. Under NUMBA_DISABLE_JIT=1 the kernels run as plain Python, so the property tests draw
 smaller sizes and fewer examples there; the tile edges are then covered by the compiled runs.
 """
@@ -28,7 +28,7 @@ from minitx.threads import max_num_threads, run_work_items
 
 TOLERANCE = {np.float64: 1e-10, np.float32: 1e-5}
 JIT_DISABLED = bool(numba.config.DISABLE_JIT)
-MAX_T = 12 if JIT_DISABLED else 150
+MAX_T = 12 if JIT_DISABLED else 300
 EXAMPLES = 8 if JIT_DISABLED else 40
 
 
@@ -108,7 +108,7 @@ def test_row_kernel_equals_reference(rng, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_flash_accepts_non_contiguous_inputs(rng, dtype):
-    B, NH, T, hs = 2, 3, 9 if JIT_DISABLED else 70, 8
+    B, NH, T, hs = 2, 3, 9 if JIT_DISABLED else 140, 8
     base = rng.standard_normal((B, T, NH, 2 * hs)).astype(dtype)  # (B, T, NH, 2hs)
     q = base[..., :hs].transpose(0, 2, 1, 3)  # (B, NH, T, hs) strided view
     k = base[..., hs:].transpose(0, 2, 1, 3)
@@ -229,6 +229,26 @@ def test_run_work_items_raises_kernel_error():
 
     with pytest.raises(RuntimeError, match="item 2 failed"):
         run_work_items(kernel, (), 5)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_run_work_items_works_after_fork():
+    """A forked child must not reuse the parent's executors, whose threads it did not inherit."""
+    code = (
+        "import os\n"
+        "import minitx\n"
+        "from minitx.threads import run_work_items\n"
+        "minitx.set_num_threads(min(2, minitx.threads.max_num_threads()))\n"
+        "run_work_items(lambda start, stop: None, (), 8)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    run_work_items(lambda start, stop: None, (), 8)\n"
+        "    os._exit(0)\n"
+        "print(os.waitpid(pid, 0)[1])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0", f"child exit status {result.stdout.strip()}, expected 0"
 
 
 def test_set_num_threads_sets_kernel_threads():

@@ -17,6 +17,10 @@ Parallel over BH = B * NH: one thread owns all tiles of one head, so dq, dk and 
 without races or atomics. Extra memory per thread is O(Tq * hs) for the dq accumulators and
 D, plus a few tiles.
 
+The tiles have the forward's size, BLOCK_Q x BLOCK_K = 128 x 128. Measured reason (one
+thread of a shared AMD EPYC Zen 4, float32, B * NH = 8, hs = 64): 63 ms at T = 1024 and
+0.99 s at T = 4096 with 64 x 64 tiles, 56 ms and 0.84 s with 128 x 128.
+
 NOTE: with fewer heads (BH) than threads, some threads stay idle; a split over key blocks
 would need a reduction of dq across threads.
 

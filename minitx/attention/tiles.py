@@ -13,13 +13,13 @@ scalar accumulators, and with fast-math reassociation LLVM turns each of the eig
 products into a vector reduction. The rest of the backward uses it.
 
 Measured reasons, on one core of an AMD EPYC (Zen 4) with Numba 0.68 and float32, on a
-shared machine (so within about 20 %). A repeated 32 x 64 by 64 x 64 product ran at 39 GFLOP/s
-as one dot product per output entry, at 60 GFLOP/s as ``matmul_nt``'s 2 x 4 blocks, and at 26
-to 32 GFLOP/s with rows of C accumulated through memory one rank-1 term at a time. A repeated
-64 x 64 by 64 x 64 product, by CPU time: ``matmul_nt`` 45 to 60 GFLOP/s; ``matmul_nn`` 65 to
-80 GFLOP/s when the sizes are compile-time constants and about 45 GFLOP/s when they are not;
-blocks of four rows by eight terms, or eight rows by four, 10 GFLOP/s, because LLVM then
-vectorised the loop over rows instead.
+shared machine (so within about 20 %). A repeated 32 x 64 by 64 x 64 product ran at 39
+GFLOP/s as one dot product per output entry and at 60 GFLOP/s as ``matmul_nt``'s 2 x 4
+blocks. With rows of C accumulated through memory one rank-1 term at a time it reached 26 to
+32 GFLOP/s. A repeated 64 x 64 by 64 x 64 product, by CPU time: ``matmul_nt`` 45 to 60
+GFLOP/s; ``matmul_nn`` 65 to 80 GFLOP/s when the sizes are compile-time constants and about
+45 GFLOP/s when they are not; blocks of four rows by eight terms, or eight rows by four, 10
+GFLOP/s, because LLVM then vectorised the loop over rows instead.
 
 Tiles are padded so that ``n_cols`` (for ``matmul_nt``) and ``inner`` (for ``matmul_nn``) are
 multiples of 4. Padding entries are zero, so they add nothing to any product.
@@ -155,7 +155,8 @@ EXP_MIN_ARGUMENT = -87.0
 def exp_reduced_float32(f, n):
     """Return exp(f) * 2^n in float32, for |f| <= ln(2) / 2 and an integer-valued n in -126..0.
 
-    The Taylor series to degree 7 leaves a relative error below 6e-9, under float32's rounding.
+    The Taylor series to degree 7 leaves a relative error of about 1e-8, below float32's
+    rounding.
     2^n is built from its bits: exponent field n + 127, mantissa 0.
     """
     p = np.float32(1.0 / 5040.0)  # 1 / 7!
@@ -173,7 +174,7 @@ def exp_reduced_float32(f, n):
 def exp_reduced_float64(f, n):
     """Return exp(f) * 2^n in float64, for |f| <= ln(2) / 2 and an integer-valued n in -126..0.
 
-    The Taylor series to degree 12 leaves a relative error below 2e-16. 2^n is built from its
+    The Taylor series to degree 12 leaves a relative error below 4e-16. 2^n is built from its
     bits: exponent field n + 1023, mantissa 0.
     """
     p = 1.0 / 479001600.0  # 1 / 12!
@@ -211,24 +212,32 @@ def _exp_reduced_for_type(f, n):
 
 
 @jit()
+def exp_nonpositive(x):
+    """Return exp(x) for x <= 0 in the precision of ``x``; 0 below EXP_MIN_ARGUMENT and for -inf.
+
+    ``math.exp`` is a library call that LLVM cannot vectorise, so the exponential is written
+    out: x = n ln 2 + f with integer n and |f| <= ln(2) / 2, then ``exp_reduced``. A table
+    lookup for 2^n would stop the calling loop from vectorising, because of the gather.
+    """
+    t = type(x)  # keeps every constant in the input's precision
+    clamped = max(x, t(EXP_MIN_ARGUMENT))
+    n = np.floor(clamped * t(LOG2_E) + t(0.5))  # -126 <= n <= 0
+    f = clamped - n * t(LN2_HI) - n * t(LN2_LO)
+    return exp_reduced(f, n) if x >= t(EXP_MIN_ARGUMENT) else t(0.0)
+
+
+@jit()
 def exp_shifted(scores, n_rows, n_cols, shift):
     """Replace scores[r, c] by exp(scores[r, c] - shift[r]) for r < n_rows, c < n_cols.
 
     Requires scores[r, c] - shift[r] <= 0 (shift is the row max or the row's log-sum-exp).
-    ``math.exp`` is a library call that LLVM cannot vectorise, so the exponential is written
-    out: x = n ln 2 + f with integer n and |f| <= ln(2) / 2, then ``exp_reduced``. A table
-    lookup for 2^n would stop the loop from vectorising, because of the gather.
 
-    Measured reason (one core of an AMD EPYC Zen 4, float32, repeated 64 x 64 tiles, CPU
-    time): 1.1 ns per entry with a degree-12 polynomial for both dtypes and 2^n by binary
-    powering, 0.2 ns with the degree-7 float32 polynomial and 2^n from exponent bits.
+    Measured reason for ``exp_nonpositive`` (one core of an AMD EPYC Zen 4, float32, repeated
+    64 x 64 tiles, CPU time): 1.1 ns per entry with a degree-12 polynomial for both dtypes and
+    2^n by binary powering, 0.2 ns with the degree-7 float32 polynomial and 2^n from exponent
+    bits.
     """
-    t = scores.dtype.type  # keeps every constant in the input's precision
     for r in range(n_rows):
         m = shift[r]
         for c in range(n_cols):
-            x = scores[r, c] - m
-            clamped = max(x, t(EXP_MIN_ARGUMENT))
-            n = np.floor(clamped * t(LOG2_E) + t(0.5))  # -126 <= n <= 0
-            f = clamped - n * t(LN2_HI) - n * t(LN2_LO)
-            scores[r, c] = exp_reduced(f, n) if x >= t(EXP_MIN_ARGUMENT) else t(0.0)
+            scores[r, c] = exp_nonpositive(scores[r, c] - m)
