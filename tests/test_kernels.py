@@ -1,7 +1,7 @@
 """Compiled kernels: each equals the NumPy reference, plus threads, caching and warm-up.
 
 Tolerances are 1e-10 for float64 and 1e-5 for float32, relative and absolute. The blocked
-kernels work on 64 x 64 tiles, so sizes up to 150 cross several tile edges and end inside a
+kernels work on 128 x 128 tiles, so sizes up to 300 cross two tile edges and end inside a
 tile. Under NUMBA_DISABLE_JIT=1 the kernels run as plain Python, so the property tests draw
 smaller sizes and fewer examples there; the tile edges are then covered by the compiled runs.
 """
@@ -22,12 +22,13 @@ from minitx import attend
 from minitx.attention import api, kernels, reference
 from minitx.attention.compile import enable_cache, fallback_cache_dir
 from minitx.attention.flash_forward import flash_attention_forward
-from minitx.attention.tiles import EXP_MIN_ARGUMENT, exp_shifted, matmul_nt
+from minitx.attention.tiles import EXP_MIN_ARGUMENT, exp_shifted, matmul_nn, matmul_nt
 from minitx.positions import SelfExtend
+from minitx.threads import max_num_threads, run_work_items
 
 TOLERANCE = {np.float64: 1e-10, np.float32: 1e-5}
 JIT_DISABLED = bool(numba.config.DISABLE_JIT)
-MAX_T = 12 if JIT_DISABLED else 150
+MAX_T = 12 if JIT_DISABLED else 300
 EXAMPLES = 8 if JIT_DISABLED else 40
 
 
@@ -107,7 +108,7 @@ def test_row_kernel_equals_reference(rng, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_flash_accepts_non_contiguous_inputs(rng, dtype):
-    B, NH, T, hs = 2, 3, 9 if JIT_DISABLED else 70, 8
+    B, NH, T, hs = 2, 3, 9 if JIT_DISABLED else 140, 8
     base = rng.standard_normal((B, T, NH, 2 * hs)).astype(dtype)  # (B, T, NH, 2hs)
     q = base[..., :hs].transpose(0, 2, 1, 3)  # (B, NH, T, hs) strided view
     k = base[..., hs:].transpose(0, 2, 1, 3)
@@ -190,6 +191,64 @@ def test_matmul_nt_adds_product_for_odd_rows(rng):
     expected = C + A @ B.T
     matmul_nt(A, B, C, 7, 8, 5)
     assert_close(C, expected, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("n_rows", [1, 4, 7])
+def test_matmul_nn_adds_product_inside_larger_arrays(rng, n_rows):
+    """Rows, columns and inner entries past the given sizes are neither read nor written."""
+    A = rng.standard_normal((9, 12))
+    B = rng.standard_normal((10, 6))
+    C = rng.standard_normal((8, 6))
+    expected = C.copy()
+    expected[:n_rows, :5] += A[:n_rows, :8] @ B[:8, :5]
+    matmul_nn(A, B, C, n_rows, 5, 8)
+    assert_close(C, expected, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n_items", [1, 3, 37])
+def test_run_work_items_covers_each_item_once(n_threads, n_items):
+    before = minitx.get_num_threads()
+    counts = np.zeros(n_items, np.int64)
+
+    def kernel(counts, start, stop):
+        counts[start:stop] += 1
+
+    try:
+        minitx.set_num_threads(min(n_threads, max_num_threads()))
+        run_work_items(kernel, (counts,), n_items)
+    finally:
+        minitx.set_num_threads(before)
+    assert (counts == 1).all(), f"items run {counts.tolist()} times, expected once each"
+
+
+def test_run_work_items_raises_kernel_error():
+    def kernel(start, stop):
+        if start <= 2 < stop:
+            raise RuntimeError("item 2 failed")
+
+    with pytest.raises(RuntimeError, match="item 2 failed"):
+        run_work_items(kernel, (), 5)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_run_work_items_works_after_fork():
+    """A forked child must not reuse the parent's executors, whose threads it did not inherit."""
+    code = (
+        "import os\n"
+        "import minitx\n"
+        "from minitx.threads import run_work_items\n"
+        "minitx.set_num_threads(min(2, minitx.threads.max_num_threads()))\n"
+        "run_work_items(lambda start, stop: None, (), 8)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    run_work_items(lambda start, stop: None, (), 8)\n"
+        "    os._exit(0)\n"
+        "print(os.waitpid(pid, 0)[1])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0", f"child exit status {result.stdout.strip()}, expected 0"
 
 
 def test_set_num_threads_sets_kernel_threads():

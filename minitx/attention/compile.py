@@ -64,11 +64,16 @@ def enable_cache(dispatcher) -> str:
         numba.config.CACHE_DIR = previous
 
 
-def jit(parallel: bool = False):
-    """Return a decorator that compiles a kernel in nopython mode with caching and FASTMATH."""
+def jit(parallel: bool = False, nogil: bool = False):
+    """Return a decorator that compiles a kernel in nopython mode with caching and FASTMATH.
+
+    ``nogil=True`` releases the GIL while the compiled code runs, so calls from several Python
+    threads (``threads.run_work_items``) run at the same time.
+    """
 
     def decorate(py_func):
-        dispatcher = numba.njit(parallel=parallel, fastmath=set(FASTMATH), cache=False)(py_func)
+        options = dict(parallel=parallel, nogil=nogil, fastmath=set(FASTMATH), cache=False)
+        dispatcher = numba.njit(**options)(py_func)
         enable_cache(dispatcher)
         return dispatcher
 
