@@ -4,7 +4,7 @@ Each layer caches what its backward needs during ``forward`` and, in ``backward`
 gradients of its parameters in ``self.grads`` and returns the gradient of its input. Every
 backward is checked against float64 centred finite differences in the tests.
 
-Three passes also have a Numba kernel in ``layer_kernels``, used when the JIT is on: the GELU
+Four passes also have a Numba kernel in ``layer_kernels``, used when the JIT is on: the GELU
 backward, LayerNorm forward and backward, and the embedding backward. The NumPy versions here
 are their references. Linear splits its matmuls among the minitx threads (``minitx.threads``).
 
@@ -242,6 +242,8 @@ class GELU(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         # Written with in-place steps: each (B, T, 4C) temporary costs an allocation and a pass
         # over memory, and the MLP's hidden layer is the largest activation of the model.
+        if x.dtype.kind != "f":
+            x = x.astype(np.float64)  # the in-place steps need a float buffer
         self.x = x
         inner = x * x
         inner *= x

@@ -92,7 +92,7 @@ def _worker_pool(process_id: int) -> concurrent.futures.ThreadPoolExecutor:
 
 
 def run_in_parallel(*tasks):
-    """Run the zero-argument callables ``tasks`` at the same time; return their results in order.
+    """Run the zero-argument callables ``tasks`` at the same time and return their results in order.
 
     The calling thread runs the first task and the worker pool the others, so pass at most
     ``get_num_threads()`` tasks to keep one per core. BLAS is limited to one thread meanwhile,

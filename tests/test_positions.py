@@ -122,7 +122,7 @@ def test_rope_float32_input_keeps_dtype(rng):
     assert_close(out, RoPE(8).rotate(x.astype(np.float64), np.arange(7)), rtol=1e-6, atol=1e-6)
 
 
-def test_rope_cached_tables_follow_positions_and_dtype(rng):
+def test_rope_tables_follow_positions_and_dtype(rng):
     rope = RoPE(8)
     x = rng.standard_normal((2, 5, 8))
     first, second = np.arange(5), np.arange(3, 8)
@@ -135,7 +135,7 @@ def test_rope_cached_tables_follow_positions_and_dtype(rng):
     assert rope.rotate(x, first).dtype == np.float64
 
 
-def test_rope_keeps_a_bounded_number_of_tables(rng):
+def test_rope_table_count_is_bounded(rng):
     rope = RoPE(4)
     x = rng.standard_normal((3, 4))
     for start in range(3 * RoPE.MAX_TABLES):

@@ -80,7 +80,7 @@ class RoPE(PositionEncoding):
         positions = check_positions("positions", positions)
         return positions.astype(np.float64)[:, None] * self.frequencies()[None, :]
 
-    def cos_sin(self, positions: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def rotation_tables(self, positions: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return read-only (T, head_dim / 2) tables cos, sin and cos + i sin of the angles.
 
         cos and sin have the float ``dtype``, the third table the complex dtype of the same
@@ -94,7 +94,8 @@ class RoPE(PositionEncoding):
                 self._tables.clear()
             angles = self.angles(positions)
             cos, sin = np.cos(angles), np.sin(angles)
-            tables = (cos.astype(dtype), sin.astype(dtype), (cos + 1j * sin).astype(COMPLEX[np.dtype(dtype)]))
+            rotation = (cos + 1j * sin).astype(COMPLEX[np.dtype(dtype)])  # e^(i angle)
+            tables = (cos.astype(dtype), sin.astype(dtype), rotation)
             for table in tables:
                 table.flags.writeable = False
             self._tables[key] = tables
@@ -116,7 +117,7 @@ class RoPE(PositionEncoding):
             )
         positions = check_positions("positions", positions, length=x.shape[-2])
 
-        cos, sin, rotation = self.cos_sin(positions, x.dtype)  # (T, hs/2) each
+        cos, sin, rotation = self.rotation_tables(positions, x.dtype)  # (T, hs/2) each
         if inverse:
             sin, rotation = -sin, rotation.conj()
 
@@ -131,7 +132,7 @@ class RoPE(PositionEncoding):
             np.multiply(pairs, rotation, out=out.view(COMPLEX[x.dtype]))
             return out
 
-        # The same rotation on real pairs, for the half pairing and for x whose last axis is strided
+        # The same rotation on real pairs, for the half pairing and for an x with a strided last axis.
         if self.pairing == "interleaved":
             x_a, x_b = x[..., 0::2], x[..., 1::2]  # (..., T, hs/2) each
             out_a, out_b = out[..., 0::2], out[..., 1::2]
