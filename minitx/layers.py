@@ -4,8 +4,9 @@ Each layer caches what its backward needs during ``forward`` and, in ``backward`
 gradients of its parameters in ``self.grads`` and returns the gradient of its input. Every
 backward is checked against float64 centred finite differences in the tests.
 
-Four passes also have a Numba kernel in ``layer_kernels``, used when the JIT is on: the GELU
-backward, LayerNorm forward and backward, and the embedding backward. The NumPy versions here
+Some passes also have Numba kernels in ``layer_kernels``, used when the JIT is on: the GELU
+forward (around NumPy's tanh) and backward, LayerNorm forward and backward, and the
+embedding backward. The NumPy versions here
 are their references. Linear splits its matmuls among the minitx threads (``minitx.threads``).
 
 The GELU is the tanh approximation used by GPT-2 (Hendrycks and Gimpel 2016, eq. in section 2).
@@ -240,19 +241,18 @@ class GELU(Module):
     SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        # Written with in-place steps: each (B, T, 4C) temporary costs an allocation and a pass
-        # over memory, and the MLP's hidden layer is the largest activation of the model.
         if x.dtype.kind != "f":
-            x = x.astype(np.float64)  # the in-place steps need a float buffer
+            x = x.astype(np.float64)
         self.x = x
-        inner = x * x
-        inner *= x
-        inner *= 0.044715
-        inner += x
-        inner *= self.SQRT_2_OVER_PI
-        self.tanh = np.tanh(inner, out=inner)  # tanh(sqrt(2/pi) (x + 0.044715 x^3))
-        out = 0.5 * x
-        out *= 1.0 + self.tanh
+        if not kernels_apply(x):
+            out, self.tanh = gelu_forward_reference(x)
+            return out
+        flat_x = np.ascontiguousarray(x).reshape(-1)  # (...) -> (N,)
+        tanh, out = np.empty(x.shape, dtype=x.dtype), np.empty(x.shape, dtype=x.dtype)
+        layer_kernels.gelu_tanh_argument(flat_x, tanh.reshape(-1))
+        np.tanh(tanh, out=tanh)  # in place: NumPy's SIMD tanh is faster than a loop of scalar ones
+        layer_kernels.gelu_from_tanh(flat_x, tanh.reshape(-1), out.reshape(-1))
+        self.tanh = tanh
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -263,6 +263,23 @@ class GELU(Module):
         dx = np.empty(x.shape, dtype=x.dtype)
         layer_kernels.gelu_backward(flat(x), flat(tanh), flat(dout), dx.reshape(-1))
         return dx
+
+
+def gelu_forward_reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (GELU(x), tanh(sqrt(2/pi) (x + 0.044715 x^3))) for float x, in NumPy.
+
+    Written with in-place steps: each (B, T, 4C) temporary costs an allocation and a pass over
+    memory, and the MLP's hidden layer is the largest activation of the model.
+    """
+    inner = x * x
+    inner *= x
+    inner *= 0.044715
+    inner += x
+    inner *= GELU.SQRT_2_OVER_PI
+    tanh = np.tanh(inner, out=inner)
+    out = 0.5 * x
+    out *= 1.0 + tanh
+    return out, tanh
 
 
 def gelu_backward_reference(x: np.ndarray, tanh: np.ndarray, dout: np.ndarray) -> np.ndarray:

@@ -46,8 +46,10 @@ def warmup(dtypes=("float32", "float64")) -> float:
         flat = lambda a: a.reshape(B * NH, T, hs)  # (B, NH, T, hs) -> (BH, T, hs)
         kernels.attention_forward_rows(flat(q), flat(k), flat(v), flat(q), flat(k), -1, True, 0, out3, lse2)
 
-        # the layers' kernels: GELU backward, LayerNorm forward and backward, embedding backward
+        # the layers' kernels: GELU, LayerNorm forward and backward, embedding backward
         x = q.reshape(B * NH * T, hs)  # (B, NH, T, hs) -> (N, C)
+        layer_kernels.gelu_tanh_argument(x.reshape(-1), np.empty(x.size, dtype))
+        layer_kernels.gelu_from_tanh(x.reshape(-1), x.reshape(-1), np.empty(x.size, dtype))
         layer_kernels.gelu_backward(x.reshape(-1), x.reshape(-1), x.reshape(-1), np.empty(x.size, dtype))
         xhat, rstd = np.empty_like(x), np.empty(x.shape[0], dtype)
         layer_kernels.layernorm_forward(x, x[0], x[0], 1e-5, np.empty_like(x), xhat, rstd)

@@ -19,6 +19,7 @@ from minitx.layers import (
     RMSNorm,
     cross_entropy,
     gelu_backward_reference,
+    gelu_forward_reference,
     layernorm_backward_reference,
     layernorm_forward_reference,
 )
@@ -75,6 +76,18 @@ def test_gelu_matches_tanh_formula(rng):
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_gelu_forward_kernels_equal_reference(rng, dtype, tol):
+    x = (rng.standard_normal(23) * 3).astype(dtype)
+    expected_out, expected_tanh = gelu_forward_reference(x)
+    tanh, out = np.empty_like(x), np.empty_like(x)
+    layer_kernels.gelu_tanh_argument(x, tanh)
+    np.tanh(tanh, out=tanh)
+    layer_kernels.gelu_from_tanh(x, tanh, out)
+    assert_close(tanh, expected_tanh, tol, tol, what="tanh")
+    assert_close(out, expected_out, tol, tol, what="out")
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
 def test_gelu_backward_kernel_equals_reference(rng, dtype, tol):
     x = (rng.standard_normal(23) * 3).astype(dtype)
     dout = rng.standard_normal(23).astype(dtype)
@@ -126,7 +139,13 @@ def test_layernorm_reference_backward(rng):
 
 def test_gelu_reference_backward(rng):
     layer = GELU()
-    check_layer(layer, rng.standard_normal((2, 3, 5)) * 2, rng,
+
+    def forward(x):
+        layer.x = x
+        out, layer.tanh = gelu_forward_reference(x)
+        return out
+
+    check_layer(layer, rng.standard_normal((2, 3, 5)) * 2, rng, forward=forward,
                 backward=lambda dout: gelu_backward_reference(layer.x, layer.tanh, dout))
 
 
