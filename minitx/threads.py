@@ -16,10 +16,14 @@ of ``get_num_threads()`` Python threads its own single-threaded BLAS call. NumPy
 GIL inside BLAS, so the calls run at the same time, and the idle threads of this pool block
 instead of spinning, which leaves the cores free for the attention kernels that follow.
 
-NOTE: the split pays only when a core is free. On 2 cores shared with other busy processes
-(load average 5.7), benchmarks/train_step.py's demo step measured 293 ms with it and 245 ms
-without it (medians of 20, interleaved in one process). set_num_threads(1) turns it off, and
-also runs the attention kernels on one thread.
+Measured for the demo step (benchmarks/train_step.py's model and batch, medians of 30,
+interleaved in one process) on an otherwise idle 2-core machine: 58 ms with the split, 78 ms
+without it, and about 80 ms with the split but without GOMP_SPINCOUNT=0 (set below).
+
+NOTE: the split pays only when a core is free. With the 2 cores shared with other busy
+processes (load average 5.7, before GOMP_SPINCOUNT was set) the step measured 293 ms with the
+split and 245 ms without it. set_num_threads(1) turns the split off, and also runs the
+attention kernels on one thread.
 """
 
 from __future__ import annotations
@@ -29,7 +33,16 @@ import contextlib
 import functools
 import os
 
-import numba
+# After each parallel kernel, the threads of Numba's "omp" threading layer (GNU libgomp) keep
+# spinning for a while by default, and on 2 cores a spinning thread takes the core that the
+# second matmul thread needs. A spin count of 0 makes them sleep at once. libgomp reads the
+# variable when it is loaded, normally at Numba's first parallel call, so this has no effect
+# if a parallel Numba function ran before minitx was imported. A value set by the user is
+# kept. An OpenMP library loaded before minitx (torch's, for example) is not affected, but
+# one loaded later also reads it.
+os.environ.setdefault("GOMP_SPINCOUNT", "0")
+
+import numba  # noqa: E402 (after the environment variable above)
 import numpy as np
 import threadpoolctl
 
