@@ -36,10 +36,14 @@ import os
 # After each parallel kernel, the threads of Numba's "omp" threading layer (GNU libgomp) keep
 # spinning for a while by default, and on 2 cores a spinning thread takes the core that the
 # second matmul thread needs. A spin count of 0 makes them sleep at once. libgomp reads the
-# variable when it is loaded, normally at Numba's first parallel call, so this has no effect
-# if a parallel Numba function ran before minitx was imported. A value set by the user is
-# kept. An OpenMP library loaded before minitx (torch's, for example) is not affected, but
-# one loaded later also reads it.
+# variable when it is loaded, normally at Numba's first parallel call. A value set by the
+# user is kept.
+# NOTE: this has no effect when libgomp was loaded before minitx: by an earlier parallel Numba
+# call, or by importing torch, whose bundled libgomp.so.1 Numba then shares (seen in
+# /proc/self/maps with torch 2.13). Its threads then keep spinning, and the demo step takes
+# about 80 ms instead of 60 ms on an idle 2-core machine. A libgomp loaded after minitx (torch
+# imported later) reads the 0 as well, which measured torch's demo step at 82 ms instead of
+# 56 ms.
 os.environ.setdefault("GOMP_SPINCOUNT", "0")
 
 import numba  # noqa: E402 (after the environment variable above)
