@@ -4,6 +4,11 @@ Each layer caches what its backward needs during ``forward`` and, in ``backward`
 gradients of its parameters in ``self.grads`` and returns the gradient of its input. Every
 backward is checked against float64 centred finite differences in the tests.
 
+Some passes also have Numba kernels in ``layer_kernels``, used when the JIT is on: the GELU
+forward (around NumPy's tanh) and backward, LayerNorm forward and backward, and the
+embedding backward. The NumPy versions here
+are their references. Linear splits its matmuls among the minitx threads (``minitx.threads``).
+
 The GELU is the tanh approximation used by GPT-2 (Hendrycks and Gimpel 2016, eq. in section 2).
 LayerNorm follows Ba et al. 2016; RMSNorm follows Zhang and Sennrich 2019.
 
@@ -14,7 +19,25 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
+
+from . import layer_kernels
+from .threads import matmul_by_rows, run_in_parallel
+
+
+def kernels_apply(*arrays: np.ndarray) -> bool:
+    """Return whether the Numba kernels of ``layer_kernels`` should run on ``arrays``.
+
+    They need one float dtype for all arrays, and without the JIT (NUMBA_DISABLE_JIT=1) they
+    would be Python loops, much slower than the NumPy versions used instead.
+    """
+    dtype = arrays[0].dtype
+    return (
+        not numba.config.DISABLE_JIT
+        and dtype in (np.float32, np.float64)
+        and all(array.dtype == dtype for array in arrays)
+    )
 
 
 class Module:
@@ -74,7 +97,12 @@ class Embedding(Module):
     def backward(self, dout: np.ndarray) -> None:
         weight = self.params["weight"]
         grad = np.zeros_like(weight)
-        np.add.at(grad, self.tokens.reshape(-1), dout.reshape(-1, weight.shape[1]))  # rows by id
+        tokens = self.tokens.reshape(-1)  # (B, T) -> (N,)
+        d2 = dout.reshape(-1, weight.shape[1])  # (B, T, C) -> (N, C)
+        if kernels_apply(d2, grad):
+            layer_kernels.embedding_backward(np.ascontiguousarray(tokens), np.ascontiguousarray(d2), grad)
+        else:
+            np.add.at(grad, tokens, d2)  # adds row n of d2 into row tokens[n]; repeated ids accumulate
         self.grads["weight"] = grad
 
 
@@ -89,19 +117,28 @@ class Linear(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.x = x
-        out = x @ self.params["weight"]  # (..., in) @ (in, out) -> (..., out)
+        weight = self.params["weight"]
+        # 2-D matmuls over all N = B * T rows: with a 3-D operand NumPy calls BLAS once per
+        # batch row. The rows are split among the minitx threads (see minitx.threads).
+        x2 = x.reshape(-1, weight.shape[0])  # (..., in) -> (N, in)
+        out = matmul_by_rows(x2, weight)  # (N, in) @ (in, out) -> (N, out)
         if "bias" in self.params:
-            out = out + self.params["bias"]
-        return out
+            out += self.params["bias"]
+        return out.reshape(*x.shape[:-1], weight.shape[1])  # (N, out) -> (..., out)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         weight = self.params["weight"]
         x2 = self.x.reshape(-1, weight.shape[0])  # (..., in) -> (N, in)
         d2 = dout.reshape(-1, weight.shape[1])  # (..., out) -> (N, out)
-        self.grads["weight"] = x2.T @ d2  # (in, N) @ (N, out) -> (in, out)
+        # The two products take the same number of operations and run at the same time.
+        dweight, dx = run_in_parallel(
+            lambda: x2.T @ d2,  # (in, N) @ (N, out) -> (in, out)
+            lambda: d2 @ weight.T,  # (N, out) @ (out, in) -> (N, in)
+        )
+        self.grads["weight"] = dweight
         if "bias" in self.params:
             self.grads["bias"] = d2.sum(axis=0)
-        return dout @ weight.T  # (..., out) @ (out, in) -> (..., in)
+        return dx.reshape(self.x.shape)  # (N, in) -> (..., in)
 
 
 class LayerNorm(Module):
@@ -114,23 +151,65 @@ class LayerNorm(Module):
         self.params["bias"] = np.zeros(n_embd, dtype=dtype)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        mean = x.mean(axis=-1, keepdims=True)
-        var = x.var(axis=-1, keepdims=True)
-        self.rstd = 1.0 / np.sqrt(var + self.eps)  # (..., 1)
-        self.xhat = (x - mean) * self.rstd
-        return self.xhat * self.params["weight"] + self.params["bias"]
+        weight, bias = self.params["weight"], self.params["bias"]
+        if not kernels_apply(x, weight, bias):
+            out, self.xhat, self.rstd = layernorm_forward_reference(x, weight, bias, self.eps)
+            return out
+        C = x.shape[-1]
+        x2 = np.ascontiguousarray(x).reshape(-1, C)  # (..., C) -> (N, C)
+        out, xhat = np.empty_like(x2), np.empty_like(x2)
+        rstd = np.empty(x2.shape[0], dtype=x.dtype)  # (N,)
+        layer_kernels.layernorm_forward(x2, weight, bias, self.eps, out, xhat, rstd)
+        self.xhat = xhat.reshape(x.shape)  # (N, C) -> (..., C)
+        self.rstd = rstd.reshape(*x.shape[:-1], 1)  # (N,) -> (..., 1)
+        return out.reshape(x.shape)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        weight = self.params["weight"]
+        if not kernels_apply(dout, self.xhat, weight):
+            dx, dweight, dbias = layernorm_backward_reference(dout, self.xhat, self.rstd, weight)
+            self.grads["weight"], self.grads["bias"] = dweight, dbias
+            return dx
         C = dout.shape[-1]
-        self.grads["weight"] = (dout * self.xhat).reshape(-1, C).sum(axis=0)
-        self.grads["bias"] = dout.reshape(-1, C).sum(axis=0)
-        dxhat = dout * self.params["weight"]
-        # d/dx of (x - mean) * rstd, with the mean and variance both depending on x
-        return self.rstd * (
-            dxhat
-            - dxhat.mean(axis=-1, keepdims=True)
-            - self.xhat * (dxhat * self.xhat).mean(axis=-1, keepdims=True)
+        d2 = np.ascontiguousarray(dout).reshape(-1, C)  # (..., C) -> (N, C)
+        dx = np.empty_like(d2)
+        dweight, dbias = np.zeros(C), np.zeros(C)  # float64 sums over the N rows
+        layer_kernels.layernorm_backward(
+            d2, self.xhat.reshape(-1, C), self.rstd.reshape(-1), weight, dx, dweight, dbias
         )
+        self.grads["weight"] = dweight.astype(weight.dtype)
+        self.grads["bias"] = dbias.astype(weight.dtype)
+        return dx.reshape(dout.shape)  # (N, C) -> (..., C)
+
+
+def layernorm_forward_reference(x, weight, bias, eps):
+    """Return (out, xhat, rstd) of LayerNorm over the last axis of x, in NumPy."""
+    # The in-place steps compute what x.var and the textbook formula do, with fewer
+    # (..., C) temporaries: each one is a fresh allocation and a pass over memory.
+    xhat = x - x.mean(axis=-1, keepdims=True)  # (..., C) centred
+    var = np.square(xhat).mean(axis=-1, keepdims=True)  # (..., 1)
+    rstd = 1.0 / np.sqrt(var + eps)  # (..., 1)
+    xhat *= rstd
+    out = xhat * weight
+    out += bias
+    return out, xhat, rstd
+
+
+def layernorm_backward_reference(dout, xhat, rstd, weight):
+    """Return (dx, dweight, dbias) of LayerNorm, in NumPy, from the forward's xhat and rstd."""
+    C = dout.shape[-1]
+    d2 = dout.reshape(-1, C)  # (..., C) -> (N, C)
+    dweight = np.einsum("nc,nc->c", d2, xhat.reshape(-1, C))  # sum of dout * xhat over rows
+    dbias = d2.sum(axis=0)
+    dxhat = dout * weight
+    # d/dx of (x - mean) * rstd, with the mean and variance both depending on x:
+    # rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+    projection = np.einsum("...c,...c->...", dxhat, xhat)[..., None] / C  # (..., 1)
+    dx = xhat * projection
+    np.subtract(dxhat, dx, out=dx)
+    dx -= dxhat.mean(axis=-1, keepdims=True)
+    dx *= rstd
+    return dx, dweight, dbias
 
 
 class RMSNorm(Module):
@@ -162,14 +241,66 @@ class GELU(Module):
     SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.dtype.kind != "f":
+            x = x.astype(np.float64)
         self.x = x
-        self.tanh = np.tanh(self.SQRT_2_OVER_PI * (x + 0.044715 * (x * x * x)))
-        return 0.5 * x * (1.0 + self.tanh)
+        if not kernels_apply(x):
+            out, self.tanh = gelu_forward_reference(x)
+            return out
+        flat_x = np.ascontiguousarray(x).reshape(-1)  # (...) -> (N,)
+        tanh, out = np.empty(x.shape, dtype=x.dtype), np.empty(x.shape, dtype=x.dtype)
+        layer_kernels.gelu_tanh_argument(flat_x, tanh.reshape(-1))
+        np.tanh(tanh, out=tanh)  # in place: NumPy's SIMD tanh is faster than a loop of scalar ones
+        layer_kernels.gelu_from_tanh(flat_x, tanh.reshape(-1), out.reshape(-1))
+        self.tanh = tanh
+        return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         x, tanh = self.x, self.tanh
-        dinner = self.SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
-        return dout * (0.5 * (1.0 + tanh) + 0.5 * x * (1.0 - tanh * tanh) * dinner)
+        if not kernels_apply(x, tanh, dout):
+            return gelu_backward_reference(x, tanh, dout)
+        flat = lambda a: np.ascontiguousarray(a).reshape(-1)  # (...) -> (N,)
+        dx = np.empty(x.shape, dtype=x.dtype)
+        layer_kernels.gelu_backward(flat(x), flat(tanh), flat(dout), dx.reshape(-1))
+        return dx
+
+
+def gelu_forward_reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (GELU(x), tanh(sqrt(2/pi) (x + 0.044715 x^3))) for float x, in NumPy.
+
+    Written with in-place steps: each (B, T, 4C) temporary costs an allocation and a pass over
+    memory, and the MLP's hidden layer is the largest activation of the model.
+    """
+    inner = x * x
+    inner *= x
+    inner *= 0.044715
+    inner += x
+    inner *= GELU.SQRT_2_OVER_PI
+    tanh = np.tanh(inner, out=inner)
+    out = 0.5 * x
+    out *= 1.0 + tanh
+    return out, tanh
+
+
+def gelu_backward_reference(x: np.ndarray, tanh: np.ndarray, dout: np.ndarray) -> np.ndarray:
+    """Return dout * d/dx GELU(x) in NumPy, given the ``tanh`` that GELU.forward computed.
+
+    d/dx = 0.5 (1 + tanh) + 0.5 x (1 - tanh^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+    """
+    dinner = x * x
+    dinner *= 3 * 0.044715
+    dinner += 1.0
+    dinner *= GELU.SQRT_2_OVER_PI
+    sech2 = tanh * tanh
+    np.subtract(1.0, sech2, out=sech2)  # 1 - tanh^2
+    sech2 *= dinner
+    dx = 0.5 * x
+    dx *= sech2
+    half_one_plus_tanh = np.add(1.0, tanh, out=dinner)  # reuses the buffer of dinner
+    half_one_plus_tanh *= 0.5
+    dx += half_one_plus_tanh
+    dx *= dout
+    return dx
 
 
 class MLP(Module):

@@ -50,12 +50,18 @@ class Block(Module):
         self.mlp = MLP(config.n_embd, rng, dtype, proj_std=proj_std)
 
     def forward(self, x, positions, layer_cache=None):
+        # Each sublayer returns a new array, so the residual sums are taken in place.
         x = x + self.attn.forward(self.ln_1.forward(x), positions, layer_cache)
-        return x + self.mlp.forward(self.ln_2.forward(x))
+        out = self.mlp.forward(self.ln_2.forward(x))
+        out += x
+        return out
 
     def backward(self, dout):
-        dx = dout + self.ln_2.backward(self.mlp.backward(dout))
-        return dx + self.ln_1.backward(self.attn.backward(dx))
+        dx = self.ln_2.backward(self.mlp.backward(dout))
+        dx += dout
+        dinput = self.ln_1.backward(self.attn.backward(dx))
+        dinput += dx
+        return dinput
 
 
 class TransformerLM(Module):
@@ -166,7 +172,9 @@ class TransformerLM(Module):
         dx = self.ln_f.backward(self.lm_head.backward(self._dlogits))
         for block in reversed(self.blocks):
             dx = block.backward(dx)
-        self.wte.backward(dx * self.dtype.type(self.embedding_scale))  # the table itself is fixed
+        if self.embedding_scale != 1.0:
+            dx *= self.dtype.type(self.embedding_scale)
+        self.wte.backward(dx)  # the sinusoidal table itself is fixed
         self._dlogits = None
         return self.gradients()
 

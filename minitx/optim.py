@@ -24,9 +24,14 @@ class AdamW:
         self.step_count = 0
         self.m = {name: np.zeros_like(p) for name, p in params.items()}
         self.v = {name: np.zeros_like(p) for name, p in params.items()}
+        self._scratch: dict[str, np.ndarray] = {}
 
     def step(self, grads: dict[str, np.ndarray], lr: float) -> None:
-        """Apply one update with learning rate ``lr``."""
+        """Apply one update with learning rate ``lr``.
+
+        Every array is updated whole, in place, with one scratch buffer per parameter for the
+        intermediate terms, so a step allocates no memory after the first.
+        """
         self.step_count += 1
         t = self.step_count
         correction1 = 1 - self.beta1**t
@@ -34,13 +39,30 @@ class AdamW:
         for name, p in self.params.items():
             g = grads[name]
             m, v = self.m[name], self.v[name]
+            if name not in self._scratch:
+                self._scratch[name] = np.empty_like(p)
+            scratch = self._scratch[name]
+
+            # m = beta1 m + (1 - beta1) g
             m *= self.beta1
-            m += (1 - self.beta1) * g
+            m += np.multiply(1 - self.beta1, g, out=scratch)
+
+            # v = beta2 v + (1 - beta2) g^2
             v *= self.beta2
-            v += (1 - self.beta2) * g * g
+            np.multiply(1 - self.beta2, g, out=scratch)
+            scratch *= g
+            v += scratch
+
             if p.ndim >= 2 and self.weight_decay:
                 p *= 1 - lr * self.weight_decay
-            p -= (lr / correction1) * m / (np.sqrt(v / correction2) + self.eps)
+
+            # p -= (lr / correction1) m / (sqrt(v / correction2) + eps)
+            update = np.divide(v, correction2, out=scratch)
+            np.sqrt(update, out=update)
+            update += self.eps
+            np.divide(m, update, out=update)
+            update *= lr / correction1
+            p -= update
 
     def state(self) -> dict[str, np.ndarray]:
         """Return the moment estimates and step count as arrays, for a checkpoint."""

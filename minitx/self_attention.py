@@ -96,6 +96,11 @@ class CausalSelfAttention(Module):
         if self.position is not None and self.position.kind == "rotary":
             dq = self.position.unrotate(dq, dq_far, positions, queries=True)
             dk = self.position.unrotate(dk, dk_far, positions, queries=False)
-        merge = lambda a: a.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, NH, T, hs) -> (B, T, C)
-        dqkv = np.concatenate([merge(dq), merge(dk), merge(dv)], axis=-1)  # (B, T, 3C)
-        return self.c_attn.backward(dqkv)
+
+        # Write each gradient straight into its third of the (B, T, 3C) input gradient of
+        # c_attn, whose channels are ordered q, k, v and head by head within each.
+        NH, hs = self.n_head, C // self.n_head
+        dqkv = np.empty((B, T, 3, NH, hs), dtype=dy.dtype)
+        for index, grad in enumerate((dq, dk, dv)):
+            dqkv[:, :, index] = grad.transpose(0, 2, 1, 3)  # (B, NH, T, hs) -> (B, T, NH, hs)
+        return self.c_attn.backward(dqkv.reshape(B, T, 3 * C))  # (B, T, 3, NH, hs) -> (B, T, 3C)

@@ -18,6 +18,21 @@ for. Measured on 2 cores (benchmarks/train_step.py, demo model, batch 16 x 128):
 training step with both pools at 2 threads, 0.30 s with BLAS pinned during the model's
 forward and backward. The BLAS libraries are found with threadpoolctl once, at first use, so
 a BLAS library loaded after that (by importing torch, for example) is not limited.
+
+The linear layers still use every core: ``matmul_by_rows`` and ``run_in_parallel`` give each
+of ``get_num_threads()`` Python threads its own single-threaded BLAS call. NumPy releases the
+GIL inside BLAS, so the calls run at the same time, and the idle threads of this pool block
+instead of spinning, which leaves the cores free for the attention kernels that follow.
+
+Measured for the demo step (benchmarks/train_step.py's model and batch, medians of 30,
+interleaved in one process) on an otherwise idle 2-core machine: 58 ms with the split and
+78 ms without it. The blocked attention kernels run on the ``run_work_items`` pool, not on
+Numba's OpenMP threads, so no OpenMP thread spins between the layers: the step measured 65 ms
+both with and without GOMP_SPINCOUNT=0 in the environment.
+
+NOTE: the split pays only when a core is free. With the 2 cores shared with other busy
+processes (load average 5.7) the step measured 293 ms with the split and 245 ms without it.
+set_num_threads(1) turns the split off, and also runs the attention kernels on one thread.
 """
 
 from __future__ import annotations
@@ -28,7 +43,9 @@ import functools
 import os
 import threading
 
+
 import numba
+import numpy as np
 import threadpoolctl
 
 from ._checks import check_int
@@ -139,3 +156,40 @@ def blas_pinned(method):
             return method(*args, **kwargs)
 
     return wrapper
+
+
+def run_in_parallel(*tasks):
+    """Run the zero-argument callables ``tasks`` at the same time and return their results in order.
+
+    The calling thread runs the first task and the worker pool the others, so pass at most
+    ``get_num_threads()`` tasks to keep one per core. BLAS is limited to one thread meanwhile,
+    so the threads do not oversubscribe the cores. Only tasks that release the GIL, such as
+    NumPy's matmul, run at the same time. Pure Python tasks take turns and gain nothing.
+    """
+    if len(tasks) <= 1 or get_num_threads() == 1:
+        return [task() for task in tasks]
+    with kernel_region():
+        executor = _executor(len(tasks) - 1)
+        futures = [executor.submit(task) for task in tasks[1:]]
+        first = tasks[0]()
+        return [first] + [future.result() for future in futures]
+
+
+def matmul_by_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return a @ b for 2-D ``a`` (N, K) and ``b`` (K, M), with the rows of ``a`` split among threads.
+
+    Each of the ``get_num_threads()`` blocks of rows is one BLAS call. A row of the result can
+    differ from the same row of a single ``a @ b`` in the last bits, when BLAS chooses another
+    kernel for the shorter block.
+    """
+    n_blocks = min(get_num_threads(), a.shape[0])
+    if n_blocks <= 1:
+        return a @ b
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))  # (N, M)
+    bounds = np.linspace(0, a.shape[0], n_blocks + 1).astype(int)
+    tasks = [
+        functools.partial(np.matmul, a[start:stop], b, out=out[start:stop])  # (rows, K) @ (K, M)
+        for start, stop in zip(bounds[:-1], bounds[1:])
+    ]
+    run_in_parallel(*tasks)
+    return out

@@ -268,6 +268,29 @@ def test_set_num_threads_rejects_bad_counts(n, error):
         minitx.set_num_threads(n)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("N", [1, 2, 7])
+def test_matmul_by_rows_equals_matmul(rng, threads, N):
+    if threads > minitx.threads.max_num_threads():
+        pytest.skip(f"Numba was started with fewer than {threads} threads")
+    a = rng.standard_normal((N, 5)).astype(np.float32)
+    b = rng.standard_normal((5, 3)).astype(np.float32)
+    before = minitx.get_num_threads()
+    try:
+        minitx.set_num_threads(threads)
+        out = minitx.threads.matmul_by_rows(a, b)
+    finally:
+        minitx.set_num_threads(before)
+    assert out.dtype == np.float32
+    assert_close(out, a @ b, 1e-6, 1e-6)
+
+
+def test_run_in_parallel_returns_results_in_order():
+    results = minitx.threads.run_in_parallel(lambda: 1, lambda: 2, lambda: 3)
+    assert results == [1, 2, 3]
+    assert minitx.threads.run_in_parallel() == []
+
+
 def test_warmup_returns_seconds():
     seconds = minitx.warmup(dtypes=("float64",))
     assert isinstance(seconds, float) and seconds >= 0.0

@@ -9,7 +9,20 @@ import pytest
 
 from conftest import assert_close, numerical_gradient
 from minitx import ModelConfig, TransformerLM
-from minitx.layers import GELU, MLP, Embedding, LayerNorm, Linear, RMSNorm, cross_entropy
+from minitx import layer_kernels
+from minitx.layers import (
+    GELU,
+    MLP,
+    Embedding,
+    LayerNorm,
+    Linear,
+    RMSNorm,
+    cross_entropy,
+    gelu_backward_reference,
+    gelu_forward_reference,
+    layernorm_backward_reference,
+    layernorm_forward_reference,
+)
 from minitx.positions import RoPE, SelfExtend
 from minitx.self_attention import CausalSelfAttention
 
@@ -62,6 +75,80 @@ def test_gelu_matches_tanh_formula(rng):
     assert_close(GELU().forward(x), expected, 0, 1e-15)
 
 
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_gelu_forward_kernels_equal_reference(rng, dtype, tol):
+    x = (rng.standard_normal(23) * 3).astype(dtype)
+    expected_out, expected_tanh = gelu_forward_reference(x)
+    tanh, out = np.empty_like(x), np.empty_like(x)
+    layer_kernels.gelu_tanh_argument(x, tanh)
+    np.tanh(tanh, out=tanh)
+    layer_kernels.gelu_from_tanh(x, tanh, out)
+    assert_close(tanh, expected_tanh, tol, tol, what="tanh")
+    assert_close(out, expected_out, tol, tol, what="out")
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_gelu_backward_kernel_equals_reference(rng, dtype, tol):
+    x = (rng.standard_normal(23) * 3).astype(dtype)
+    dout = rng.standard_normal(23).astype(dtype)
+    tanh = np.tanh(GELU.SQRT_2_OVER_PI * (x + 0.044715 * x**3))
+    dx = np.empty_like(x)
+    layer_kernels.gelu_backward(x, tanh, dout, dx)
+    assert_close(dx, gelu_backward_reference(x, tanh, dout), tol, tol)
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_layernorm_kernels_equal_reference(rng, dtype, tol):
+    N, C = 7, 6
+    x = (rng.standard_normal((N, C)) * 2 + 1).astype(dtype)
+    weight, bias = rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)
+    dout = rng.standard_normal((N, C)).astype(dtype)
+    out, xhat, rstd = np.empty_like(x), np.empty_like(x), np.empty(N, dtype)
+    layer_kernels.layernorm_forward(x, weight, bias, 1e-5, out, xhat, rstd)
+    expected_out, expected_xhat, expected_rstd = layernorm_forward_reference(x, weight, bias, 1e-5)
+    assert_close(out, expected_out, tol, tol, what="out")
+    assert_close(xhat, expected_xhat, tol, tol, what="xhat")
+    assert_close(rstd, expected_rstd[:, 0], tol, tol, what="rstd")
+
+    dx, dweight, dbias = np.empty_like(x), np.zeros(C), np.zeros(C)
+    layer_kernels.layernorm_backward(dout, xhat, rstd, weight, dx, dweight, dbias)
+    expected = layernorm_backward_reference(dout, expected_xhat, expected_rstd, weight)
+    expected_dx, expected_dweight, expected_dbias = expected
+    assert_close(dx, expected_dx, tol, tol, what="dx")
+    assert_close(dweight, expected_dweight, tol, tol, what="dweight")
+    assert_close(dbias, expected_dbias, tol, tol, what="dbias")
+
+
+def test_layernorm_reference_backward(rng):
+    layer = LayerNorm(6, F64)
+    for name in layer.params:
+        layer.params[name][...] = rng.standard_normal(6)
+
+    weight, bias = layer.params["weight"], layer.params["bias"]
+
+    def forward(x):
+        out, layer.xhat, layer.rstd = layernorm_forward_reference(x, weight, bias, layer.eps)
+        return out
+
+    def backward(dout):
+        dx, layer.grads["weight"], layer.grads["bias"] = layernorm_backward_reference(dout, layer.xhat, layer.rstd, weight)
+        return dx
+
+    check_layer(layer, rng.standard_normal((2, 3, 6)), rng, forward=forward, backward=backward)
+
+
+def test_gelu_reference_backward(rng):
+    layer = GELU()
+
+    def forward(x):
+        layer.x = x
+        out, layer.tanh = gelu_forward_reference(x)
+        return out
+
+    check_layer(layer, rng.standard_normal((2, 3, 5)) * 2, rng, forward=forward,
+                backward=lambda dout: gelu_backward_reference(layer.x, layer.tanh, dout))
+
+
 def test_mlp_backward(rng):
     check_layer(MLP(4, rng, F64, hidden=7), rng.standard_normal((2, 3, 4)), rng)
 
@@ -77,6 +164,17 @@ def test_embedding_backward(rng):
     layer.forward(tokens)
     layer.backward(G)
     assert_close(layer.grads["weight"], numerical_gradient(scalar, layer.params["weight"]), RTOL, ATOL)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_embedding_backward_kernel_equals_add_at(rng, dtype):
+    tokens = np.array([4, 1, 4, 0, 4, 2, 1])  # repeated ids must accumulate
+    dout = rng.standard_normal((7, 3)).astype(dtype)
+    expected = np.zeros((6, 3), dtype)
+    np.add.at(expected, tokens, dout)
+    dweight = np.zeros((6, 3), dtype)
+    layer_kernels.embedding_backward(tokens, dout, dweight)
+    assert_close(dweight, expected, 0, 0)
 
 
 def test_cross_entropy_backward(rng):

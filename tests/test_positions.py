@@ -122,6 +122,36 @@ def test_rope_float32_input_keeps_dtype(rng):
     assert_close(out, RoPE(8).rotate(x.astype(np.float64), np.arange(7)), rtol=1e-6, atol=1e-6)
 
 
+def test_rope_tables_follow_positions_and_dtype(rng):
+    rope = RoPE(8)
+    x = rng.standard_normal((2, 5, 8))
+    first, second = np.arange(5), np.arange(3, 8)
+    expected_first = RoPE(8).rotate(x, first)
+    expected_second = RoPE(8).rotate(x, second)
+    for _ in range(2):  # the second round reads the kept tables
+        assert_close(rope.rotate(x, first), expected_first, 0, 0, what="first positions")
+        assert_close(rope.rotate(x, second), expected_second, 0, 0, what="second positions")
+    assert rope.rotate(x.astype(np.float32), first).dtype == np.float32
+    assert rope.rotate(x, first).dtype == np.float64
+
+
+def test_rope_table_count_is_bounded(rng):
+    rope = RoPE(4)
+    x = rng.standard_normal((3, 4))
+    for start in range(3 * RoPE.MAX_TABLES):
+        rope.rotate(x, np.arange(start, start + 3))
+    assert len(rope._tables) <= RoPE.MAX_TABLES
+
+
+def test_rope_rotates_strided_views(rng):
+    qkv = rng.standard_normal((2, 5, 3, 8))  # (B, T, 3, hs): q, k, v interleaved in memory
+    q = qkv[:, :, 0]  # (B, T, hs), not contiguous
+    for pairing in PAIRINGS:
+        out = RoPE(8, pairing=pairing).rotate(q, np.arange(5))
+        assert_close(out, RoPE(8, pairing=pairing).rotate(q.copy(), np.arange(5)), 0, 0, what=pairing)
+        assert out.flags.c_contiguous
+
+
 # ----------------------------------------------------------------------------- Self-Extend
 
 

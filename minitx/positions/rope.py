@@ -28,6 +28,7 @@ from .._checks import check_int, check_positions, check_positive_float
 from .base import PositionEncoding
 
 PAIRINGS = ("interleaved", "half")
+COMPLEX = {np.dtype(np.float32): np.dtype(np.complex64), np.dtype(np.float64): np.dtype(np.complex128)}
 
 
 def pairing_permutation(head_dim: int) -> np.ndarray:
@@ -50,6 +51,7 @@ class RoPE(PositionEncoding):
     kind = "rotary"
     name = "rope"
     window = None
+    MAX_TABLES = 8
 
     def __init__(self, head_dim: int, base: float = 10000.0, pairing: str = "interleaved"):
         head_dim = check_int("head_dim", head_dim, minimum=2)
@@ -66,6 +68,7 @@ class RoPE(PositionEncoding):
         self.head_dim = head_dim
         self.base = check_positive_float("base", base)
         self.pairing = pairing
+        self._tables: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
     def frequencies(self) -> np.ndarray:
         """Return the (head_dim / 2,) float64 frequencies theta_m = base^(-2m / head_dim)."""
@@ -76,6 +79,27 @@ class RoPE(PositionEncoding):
         """Return the (T, head_dim / 2) float64 rotation angles p * theta_m."""
         positions = check_positions("positions", positions)
         return positions.astype(np.float64)[:, None] * self.frequencies()[None, :]
+
+    def rotation_tables(self, positions: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return read-only (T, head_dim / 2) tables cos, sin and cos + i sin of the angles.
+
+        cos and sin have the float ``dtype``, the third table the complex dtype of the same
+        precision. A training step rotates q and k of every layer at the same positions,
+        forward and backward, so the tables are computed once and kept. At most
+        ``MAX_TABLES`` sets are kept (Self-Extend uses two or three position sets per step).
+        """
+        key = (positions.tobytes(), np.dtype(dtype).str)
+        if key not in self._tables:
+            if len(self._tables) >= self.MAX_TABLES:
+                self._tables.clear()
+            angles = self.angles(positions)
+            cos, sin = np.cos(angles), np.sin(angles)
+            rotation = (cos + 1j * sin).astype(COMPLEX[np.dtype(dtype)])  # e^(i angle)
+            tables = (cos.astype(dtype), sin.astype(dtype), rotation)
+            for table in tables:
+                table.flags.writeable = False
+            self._tables[key] = tables
+        return self._tables[key]
 
     def rotate(self, x: np.ndarray, positions, inverse: bool = False) -> np.ndarray:
         """Rotate x (..., T, head_dim) at integer ``positions`` (T,); ``inverse`` undoes it.
@@ -93,26 +117,36 @@ class RoPE(PositionEncoding):
             )
         positions = check_positions("positions", positions, length=x.shape[-2])
 
-        angles = self.angles(positions)
-        cos = np.cos(angles).astype(x.dtype)  # (T, hs/2)
-        sin = np.sin(angles).astype(x.dtype)  # (T, hs/2)
+        cos, sin, rotation = self.rotation_tables(positions, x.dtype)  # (T, hs/2) each
         if inverse:
-            sin = -sin
+            sin, rotation = -sin, rotation.conj()
 
+        # out is contiguous (B, NH, T, hs) even when x is a strided view of the qkv projection,
+        # so the attention kernels can use it without another copy.
+        out = np.empty(x.shape, dtype=x.dtype)
+
+        if self.pairing == "interleaved" and x.strides[-1] == x.itemsize:
+            # The pair (x_a, x_b) is the complex number x_a + i x_b, and rotating it by the
+            # angle a is multiplying it by cos a + i sin a: one pass over x instead of six.
+            pairs = x.view(COMPLEX[x.dtype])  # (..., T, hs) -> (..., T, hs/2) complex
+            np.multiply(pairs, rotation, out=out.view(COMPLEX[x.dtype]))
+            return out
+
+        # The same rotation on real pairs, for the half pairing and for an x with a strided last axis.
         if self.pairing == "interleaved":
             x_a, x_b = x[..., 0::2], x[..., 1::2]  # (..., T, hs/2) each
+            out_a, out_b = out[..., 0::2], out[..., 1::2]
         else:
             half = self.head_dim // 2
             x_a, x_b = x[..., :half], x[..., half:]
-        out_a = x_a * cos - x_b * sin
-        out_b = x_a * sin + x_b * cos
+            out_a, out_b = out[..., :half], out[..., half:]
 
-        if self.pairing == "interleaved":
-            out = np.empty_like(x)
-            out[..., 0::2] = out_a
-            out[..., 1::2] = out_b
-            return out
-        return np.concatenate([out_a, out_b], axis=-1)  # (..., T, hs)
+        # out_a = x_a cos - x_b sin,  out_b = x_a sin + x_b cos, written into out's halves
+        np.multiply(x_a, cos, out=out_a)
+        out_a -= x_b * sin
+        np.multiply(x_a, sin, out=out_b)
+        out_b += x_b * cos
+        return out
 
     def rotate_queries(self, q, positions):
         return self.rotate(q, positions), None
