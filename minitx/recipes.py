@@ -79,8 +79,9 @@ def _char_recipe(position: str) -> Recipe:
 
 
 def _passkey_recipe(position: str) -> Recipe:
-    # NOTE: with these settings the shipped RoPE model retrieves keys up to about 150 tokens
-    # back and only with plain RoPE; the sinusoidal one does not retrieve at all (see README).
+    # NOTE: with these settings the RoPE model copies from fixed distances (about 150 tokens
+    # back) instead of matching the key by content, so Self-Extend's grouping breaks it, and the
+    # sinusoidal one does not retrieve at all. The README's long-context section has the analysis.
     return Recipe(
         name=f"passkey-{position}",
         description=f"{position} model at L=256 on corpus text mixed with passkey prompts",
