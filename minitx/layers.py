@@ -23,7 +23,17 @@ import numba
 import numpy as np
 
 from . import layer_kernels
+from ._checks import check_positive_float
 from .threads import matmul_by_rows, run_in_parallel
+
+
+def check_same_shape(name: str, shape: tuple, expected: tuple, source: str) -> None:
+    """Raise if ``shape`` differs from ``expected``, the shape that ``source`` fixed."""
+    if tuple(shape) != tuple(expected):
+        raise ValueError(
+            f"{name} must have shape {tuple(expected)} ({source}), got {tuple(shape)}. "
+            "Pass the gradient of this layer's last forward output, or the input it was built for."
+        )
 
 
 def kernels_apply(*arrays: np.ndarray) -> bool:
@@ -146,12 +156,13 @@ class LayerNorm(Module):
 
     def __init__(self, n_embd: int, dtype=np.float32, eps: float = 1e-5):
         super().__init__()
-        self.eps = eps
+        self.eps = check_positive_float("eps", eps)
         self.params["weight"] = np.ones(n_embd, dtype=dtype)
         self.params["bias"] = np.zeros(n_embd, dtype=dtype)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         weight, bias = self.params["weight"], self.params["bias"]
+        check_same_shape("x's last axis", np.shape(x)[-1:], weight.shape, "the layer's n_embd")
         if not kernels_apply(x, weight, bias):
             out, self.xhat, self.rstd = layernorm_forward_reference(x, weight, bias, self.eps)
             return out
@@ -166,6 +177,7 @@ class LayerNorm(Module):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         weight = self.params["weight"]
+        check_same_shape("dout", np.shape(dout), self.xhat.shape, "the shape of the last forward input")
         if not kernels_apply(dout, self.xhat, weight):
             dx, dweight, dbias = layernorm_backward_reference(dout, self.xhat, self.rstd, weight)
             self.grads["weight"], self.grads["bias"] = dweight, dbias
@@ -217,7 +229,7 @@ class RMSNorm(Module):
 
     def __init__(self, n_embd: int, dtype=np.float32, eps: float = 1e-5):
         super().__init__()
-        self.eps = eps
+        self.eps = check_positive_float("eps", eps)
         self.params["weight"] = np.ones(n_embd, dtype=dtype)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -241,6 +253,7 @@ class GELU(Module):
     SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
         if x.dtype.kind != "f":
             x = x.astype(np.float64)
         self.x = x
@@ -257,6 +270,7 @@ class GELU(Module):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         x, tanh = self.x, self.tanh
+        check_same_shape("dout", np.shape(dout), np.shape(x), "the shape of the last forward input")
         if not kernels_apply(x, tanh, dout):
             return gelu_backward_reference(x, tanh, dout)
         flat = lambda a: np.ascontiguousarray(a).reshape(-1)  # (...) -> (N,)

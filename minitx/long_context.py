@@ -263,6 +263,9 @@ def answer_token_accuracy(model, tokenizer, prompts, batch_size: int = 8) -> np.
     """
     from .tasks.passkey import score_prompts
 
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("prompts is empty. Pass at least one prompt, for example sample_prompts(250, 0.5, 10).")
     predicted = score_prompts(model, tokenizer, prompts, batch_size)
     right = [[a == b for a, b in zip(answer, prompt.answer)] for answer, prompt in zip(predicted, prompts)]
     return np.mean(right, axis=0)  # (n_prompts, 6) -> (6,)

@@ -587,8 +587,22 @@ def plot_answer_attention(panels: dict[str, np.ndarray], sentence: str, answer: 
     answer token r and the x axis spells out the key sentence, so a copying head shows a
     diagonal over the key's digits.
     """
+    if not isinstance(panels, dict) or not panels:
+        raise ValueError("panels must be a non-empty dict of setting name -> answer_attention weights.")
     names = list(panels)
     heads = list(heads)
+    for name, weights in panels.items():
+        shape = np.shape(weights)
+        if len(shape) != 4 or shape[2:] != (len(answer), len(sentence)):
+            raise ValueError(
+                f"panels[{name!r}] must have shape (n_layer, NH, {len(answer)}, {len(sentence)}) for this "
+                f"answer and sentence, got {shape}. Pass the weights and sentence that answer_attention returned."
+            )
+        if not 0 <= layer < shape[0] or not heads or not all(0 <= head < shape[1] for head in heads):
+            raise ValueError(
+                f"layer must lie in 0 .. {shape[0] - 1} and heads in 0 .. {shape[1] - 1} (at least one), "
+                f"got layer={layer}, heads={heads}."
+            )
     targets = [repr(ch) if ch == " " else ch for ch in answer]
     with projector_style():
         fig = Figure(figsize=(6.5 * len(names) + 1.5, 2.6 * len(heads) + 1.6), layout="constrained")

@@ -85,6 +85,8 @@ if hasattr(os, "register_at_fork"):  # POSIX only
 #: Contiguous shares of work items per thread. More shares than threads let a thread that
 #: finishes early take over work, which matters when other processes share the cores.
 SHARES_PER_THREAD = 4
+#: Name prefix of the pool's threads, by which ``_in_pool_thread`` recognises them.
+POOL_THREAD_PREFIX = "minitx-kernel"
 
 
 def get_num_threads() -> int:
@@ -115,9 +117,19 @@ def _executor(n_threads: int) -> concurrent.futures.ThreadPoolExecutor:
     with _executors_lock:
         if n_threads not in _executors:
             _executors[n_threads] = concurrent.futures.ThreadPoolExecutor(
-                max_workers=n_threads, thread_name_prefix="minitx-kernel"
+                max_workers=n_threads, thread_name_prefix=POOL_THREAD_PREFIX
             )
         return _executors[n_threads]
+
+
+def _in_pool_thread() -> bool:
+    """Return True in a thread of minitx's own pool.
+
+    Work submitted from there runs in the calling thread: a pool thread that waited for more
+    work from its own pool could wait for ever, since the threads that would run it may all be
+    waiting too.
+    """
+    return threading.current_thread().name.startswith(POOL_THREAD_PREFIX)
 
 
 def run_work_items(kernel, args: tuple, n_items: int) -> None:
@@ -128,7 +140,7 @@ def run_work_items(kernel, args: tuple, n_items: int) -> None:
     An exception raised in any share is raised here.
     """
     n_threads = min(get_num_threads(), n_items)
-    if n_threads <= 1:
+    if n_threads <= 1 or _in_pool_thread():
         kernel(*args, 0, n_items)
         return
 
@@ -166,7 +178,7 @@ def run_in_parallel(*tasks):
     so the threads do not oversubscribe the cores. Only tasks that release the GIL, such as
     NumPy's matmul, run at the same time. Pure Python tasks take turns and gain nothing.
     """
-    if len(tasks) <= 1 or get_num_threads() == 1:
+    if len(tasks) <= 1 or get_num_threads() == 1 or _in_pool_thread():
         return [task() for task in tasks]
     with kernel_region():
         executor = _executor(len(tasks) - 1)
@@ -182,6 +194,11 @@ def matmul_by_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     differ from the same row of a single ``a @ b`` in the last bits, when BLAS chooses another
     kernel for the shorter block.
     """
+    if np.ndim(a) != 2 or np.ndim(b) != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(
+            f"matmul_by_rows needs 2-D a (N, K) and b (K, M), got shapes {np.shape(a)} and {np.shape(b)}. "
+            "Reshape the inputs to 2-D first, for example x.reshape(-1, x.shape[-1])."
+        )
     n_blocks = min(get_num_threads(), a.shape[0])
     if n_blocks <= 1:
         return a @ b

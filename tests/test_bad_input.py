@@ -260,3 +260,45 @@ def test_extrapolate_must_be_a_bool(flag):
     model = TransformerLM(ModelConfig(vocab_size=5, context_length=6, n_layer=1, n_head=1, n_embd=4))
     with pytest.raises(TypeError, match="extrapolate must be True or False"):
         model(np.zeros((1, 3), np.int64), extrapolate=flag)
+
+
+def test_layernorm_rejects_wrong_width_and_eps():
+    from minitx.layers import LayerNorm
+
+    norm = LayerNorm(8)
+    with pytest.raises(ValueError, match=r"x's last axis must have shape \(8,\)"):
+        norm.forward(np.ones((2, 16), np.float32))
+    norm.forward(np.ones((2, 8), np.float32))
+    with pytest.raises(ValueError, match=r"dout must have shape \(2, 8\)"):
+        norm.backward(np.ones((4, 8), np.float32))
+    for eps in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="eps must be a finite number > 0"):
+            LayerNorm(8, eps=eps)
+    with pytest.raises(TypeError, match="eps must be a number"):
+        LayerNorm(8, eps="1e-5")
+
+
+def test_gelu_backward_rejects_other_shape():
+    from minitx.layers import GELU
+
+    gelu = GELU()
+    gelu.forward(np.ones(100, np.float32))
+    with pytest.raises(ValueError, match=r"dout must have shape \(100,\)"):
+        gelu.backward(np.ones(10, np.float32))
+
+
+def test_passkey_analysis_rejects_bad_input():
+    from minitx.long_context import answer_token_accuracy
+    from minitx.plotting import plot_answer_attention
+
+    with pytest.raises(ValueError, match="prompts is empty"):
+        answer_token_accuracy(None, None, [])
+    sentence, weights = "ab", np.zeros((2, 3, 6, 2))
+    with pytest.raises(ValueError, match="non-empty dict"):
+        plot_answer_attention({}, sentence, " 1234x", heads=[0])
+    with pytest.raises(ValueError, match=r"must have shape \(n_layer, NH, 6, 5\)"):
+        plot_answer_attention({"rope": weights}, "abcde", " 1234x", heads=[0])
+    with pytest.raises(ValueError, match="heads in 0 .. 2"):
+        plot_answer_attention({"rope": weights}, sentence, " 1234x", heads=[3])
+    with pytest.raises(ValueError, match="layer must lie in 0 .. 1"):
+        plot_answer_attention({"rope": weights}, sentence, " 1234x", heads=[0], layer=2)

@@ -9,6 +9,7 @@ smaller sizes and fewer examples there; the tile edges are then covered by the c
 import os
 import subprocess
 import sys
+import threading
 
 import numba
 import numpy as np
@@ -289,6 +290,45 @@ def test_run_in_parallel_returns_results_in_order():
     results = minitx.threads.run_in_parallel(lambda: 1, lambda: 2, lambda: 3)
     assert results == [1, 2, 3]
     assert minitx.threads.run_in_parallel() == []
+
+
+def _finishes(call, seconds=60.0):
+    """Run ``call`` in a daemon thread; return (finished, result) after at most ``seconds``."""
+    box = {}
+    worker = threading.Thread(target=lambda: box.setdefault("result", call()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return not worker.is_alive(), box.get("result")
+
+
+@pytest.mark.parametrize("n_tasks", [2, 3])
+def test_nested_parallel_work_finishes(rng, n_tasks):
+    """Tasks that use the pool themselves run inline there instead of waiting on it for ever."""
+    if minitx.threads.max_num_threads() < 2:
+        pytest.skip("needs 2 Numba threads")
+    a = rng.standard_normal((64, 32))
+    b = rng.standard_normal((32, 16))
+    q = rng.standard_normal((1, 2, 70, 8))
+    before = minitx.get_num_threads()
+    try:
+        minitx.set_num_threads(2)
+        finished, results = _finishes(lambda: minitx.threads.run_in_parallel(
+            *[lambda: minitx.threads.matmul_by_rows(a, b)] * n_tasks,
+            *[lambda: attend(q, q, q)] * n_tasks,
+        ))
+    finally:
+        minitx.set_num_threads(before)
+    assert finished, "run_in_parallel with nested parallel work did not finish within 60 s"
+    for out in results[:n_tasks]:
+        assert_close(out, a @ b, 1e-12, 1e-12)
+    for out in results[n_tasks:]:
+        assert_close(out, attend(q, q, q, backend="numpy"), 1e-12, 1e-12)
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [((5,), (5, 3)), ((4, 7, 5), (5, 3)), ((4, 5), (5,)), ((4, 5), (6, 3))])
+def test_matmul_by_rows_rejects_other_shapes(a_shape, b_shape):
+    with pytest.raises(ValueError, match="needs 2-D a"):
+        minitx.threads.matmul_by_rows(np.ones(a_shape), np.ones(b_shape))
 
 
 def test_warmup_returns_seconds():

@@ -226,3 +226,14 @@ def test_fit_group_size_rejects_window_at_training_length():
 
     with pytest.raises(ValueError, match="must be below the training length 16"):
         fit_group_size(16, 64, 16)
+
+
+def test_rope_tables_follow_a_changed_base():
+    from minitx.positions import RoPE
+
+    x = np.random.default_rng(0).standard_normal((1, 1, 5, 8))
+    positions = np.arange(5)
+    rope = RoPE(8)
+    rope.rotate(x, positions)
+    rope.base = 100.0
+    np.testing.assert_allclose(rope.rotate(x, positions), RoPE(8, base=100.0).rotate(x, positions), rtol=0, atol=0)

@@ -88,7 +88,7 @@ class RoPE(PositionEncoding):
         forward and backward, so the tables are computed once and kept. At most
         ``MAX_TABLES`` sets are kept (Self-Extend uses two or three position sets per step).
         """
-        key = (positions.tobytes(), np.dtype(dtype).str)
+        key = (positions.tobytes(), np.dtype(dtype).str, float(self.base), int(self.head_dim))  # base can be reassigned
         if key not in self._tables:
             if len(self._tables) >= self.MAX_TABLES:
                 self._tables.clear()
