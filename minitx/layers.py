@@ -112,7 +112,7 @@ class Embedding(Module):
         if kernels_apply(d2, grad):
             layer_kernels.embedding_backward(np.ascontiguousarray(tokens), np.ascontiguousarray(d2), grad)
         else:
-            np.add.at(grad, tokens, d2)  # adds row n of d2 into row tokens[n]; repeated ids accumulate
+            np.add.at(grad, tokens, d2)  # adds row n of d2 into row tokens[n], so repeated ids accumulate
         self.grads["weight"] = grad
 
 

@@ -63,8 +63,8 @@ def max_num_threads() -> int:
     return int(numba.config.NUMBA_NUM_THREADS)
 
 
-#: Threads for the attention kernels; None until ``set_num_threads`` is called, which means
-#: max_num_threads().
+#: Thread count of the attention kernels. None until ``set_num_threads`` is called, and None
+#: means max_num_threads().
 _num_threads = None
 #: One executor per thread count, created on first use. Its idle threads cost no CPU time.
 _executors: dict[int, concurrent.futures.ThreadPoolExecutor] = {}

@@ -102,7 +102,7 @@ def test_attention_to_key_finds_retrieval_head():
     assert weights.max() > 0.3, "plain RoPE retrieves at this length, so some head looks at the key"
 
 
-def test_answer_attention_shows_the_copy_diagonal_with_plain_rope():
+def test_answer_attention_copy_diagonal():
     from minitx.long_context import answer_attention
     from minitx.tasks import sample_prompts
 
@@ -111,7 +111,8 @@ def test_answer_attention_shows_the_copy_diagonal_with_plain_rope():
     weights, sentence = answer_attention(model, tokenizer, prompt)
     assert sentence == f"The pass key is {prompt.key}. Remember it. {prompt.key} is the pass key."
     assert weights.shape == (model.config.n_layer, model.config.n_head, 6, len(sentence))
-    assert np.all(weights >= 0) and np.all(weights.sum(axis=-1) <= 1 + 1e-6)
+    assert np.all(weights >= 0)
+    assert np.all(weights.sum(axis=-1) <= 1 + 1e-6)
     # Rows 2 to 5 predict key digits 2 to 5; some first-layer head looks at exactly those.
     first_digit = sentence.index(prompt.key)
     targets = first_digit + np.arange(1, 5)

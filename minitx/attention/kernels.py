@@ -37,9 +37,9 @@ import numpy as np
 from .compile import jit
 
 
-# NOTE: this prange loop runs on Numba's OpenMP threads. GNU OpenMP is not fork-safe, so a
-# process forked after this kernel ran (multiprocessing's default start method on Linux) is
-# terminated on its first call of it; start such workers with the "spawn" method instead.
+# NOTE: this prange loop runs on Numba's OpenMP threads, and GNU OpenMP is not fork-safe. A
+# process forked after this kernel ran is terminated when it calls the kernel, so start worker
+# processes with multiprocessing's "spawn" method (Linux defaults to "fork").
 @jit(parallel=True)
 def attention_forward_rows(q, k, v, q_far, k_far, window, causal, q_start, out, lse):
     """Fill ``out`` and ``lse``; ``window < 0`` means no far scores (plain attention)."""

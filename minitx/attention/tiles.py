@@ -16,10 +16,10 @@ Measured reasons, on one core of an AMD EPYC (Zen 4) with Numba 0.68 and float32
 shared machine (so within about 20 %). A repeated 32 x 64 by 64 x 64 product ran at 39
 GFLOP/s as one dot product per output entry and at 60 GFLOP/s as ``matmul_nt``'s 2 x 4
 blocks. With rows of C accumulated through memory one rank-1 term at a time it reached 26 to
-32 GFLOP/s. A repeated 64 x 64 by 64 x 64 product, by CPU time: ``matmul_nt`` 45 to 60
-GFLOP/s; ``matmul_nn`` 65 to 80 GFLOP/s when the sizes are compile-time constants and about
-45 GFLOP/s when they are not; blocks of four rows by eight terms, or eight rows by four, 10
-GFLOP/s, because LLVM then vectorised the loop over rows instead.
+32 GFLOP/s. A repeated 64 x 64 by 64 x 64 product, timed by CPU time, ran at 45 to 60 GFLOP/s
+in ``matmul_nt``. ``matmul_nn`` reached 65 to 80 GFLOP/s when the sizes were compile-time
+constants and about 45 GFLOP/s when they were not. Blocks of four rows by eight terms, or eight
+rows by four, fell to 10 GFLOP/s, because LLVM then vectorised the loop over rows instead.
 
 Tiles are padded so that ``n_cols`` (for ``matmul_nt``) and ``inner`` (for ``matmul_nn``) are
 multiples of 4. Padding entries are zero, so they add nothing to any product.
